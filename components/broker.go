@@ -1,0 +1,154 @@
+package components
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-rabbitmq/sdk/v3/go/rabbitmq"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+)
+
+// Policy names.
+const (
+	// MirroredPolicy is the recipe's ha-all policy.
+	MirroredPolicy = "ha-all"
+	// QuorumPolicy spreads quorum queue leaders over the nodes.
+	QuorumPolicy = "quorum-defaults"
+)
+
+// BrokerArgs are what the broker settings need.
+type BrokerArgs struct {
+	Config *config.Config
+	// ManagementURL is the management API through HAProxy, so the settings
+	// keep working while any one node is down.
+	ManagementURL pulumi.StringInput
+	// DependsOn are the healthy nodes and HAProxy.
+	DependsOn []pulumi.Resource
+}
+
+// Broker is the broker's settings, through the management API: vhosts,
+// users, permissions and the HA policy of every vhost.
+type Broker struct {
+	pulumi.ResourceState
+
+	// Provider is the explicit pulumi-rabbitmq provider instance.
+	Provider *rabbitmq.Provider
+}
+
+// NewBroker applies the broker settings.
+func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulumi.ResourceOption) (*Broker, error) {
+	cfg := args.Config
+	b := &Broker{}
+	if err := ctx.RegisterComponentResource(typePrefix+"Broker", name, b, opts...); err != nil {
+		return nil, err
+	}
+	var err error
+	b.Provider, err = rabbitmq.NewProvider(ctx, name+"-provider", &rabbitmq.ProviderArgs{
+		Endpoint: args.ManagementURL,
+		Username: pulumi.String(cfg.AdminUser),
+		Password: secret(cfg.Secrets.AdminPassword),
+	}, pulumi.Parent(b), pulumi.DependsOn(args.DependsOn))
+	if err != nil {
+		return nil, wrap("rabbitmq provider", err)
+	}
+	with := []pulumi.ResourceOption{pulumi.Parent(b), pulumi.Provider(b.Provider), pulumi.DependsOn(args.DependsOn)}
+
+	// vhost "/" exists from the start; every other vhost is created.
+	vhosts := map[string]pulumi.StringInput{"/": pulumi.String("/")}
+	for _, v := range vhostsOf(cfg) {
+		if v == "/" {
+			continue
+		}
+		vh, err := rabbitmq.NewVHost(ctx, name+"-vhost-"+slug(v), &rabbitmq.VHostArgs{Name: pulumi.String(v)}, with...)
+		if err != nil {
+			return nil, wrap("vhost "+v, err)
+		}
+		vhosts[v] = vh.Name
+	}
+	for _, v := range vhostsOf(cfg) {
+		if err := newPolicy(ctx, name, cfg, v, vhosts[v], with); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range cfg.Users {
+		user, err := rabbitmq.NewUser(ctx, name+"-user-"+slug(u.Name), &rabbitmq.UserArgs{
+			Name:     pulumi.String(u.Name),
+			Password: secret(u.Password),
+			Tags:     pulumi.ToStringArray(u.Tags),
+		}, with...)
+		if err != nil {
+			return nil, wrap("user "+u.Name, err)
+		}
+		for _, p := range u.Permissions {
+			_, err := rabbitmq.NewPermissions(ctx, fmt.Sprintf("%s-perm-%s-%s", name, slug(u.Name), slug(p.VHost)), &rabbitmq.PermissionsArgs{
+				User:  user.Name,
+				Vhost: vhosts[p.VHost],
+				Permissions: rabbitmq.PermissionsPermissionsArgs{
+					Configure: pulumi.String(p.Configure),
+					Write:     pulumi.String(p.Write),
+					Read:      pulumi.String(p.Read),
+				},
+			}, with...)
+			if err != nil {
+				return nil, wrap(fmt.Sprintf("permissions of %s on %s", u.Name, p.VHost), err)
+			}
+		}
+	}
+	return b, ctx.RegisterResourceOutputs(b, pulumi.Map{})
+}
+
+// newPolicy sets the HA mode's policy on one vhost.
+func newPolicy(ctx *pulumi.Context, name string, cfg *config.Config, vhost string, vhostName pulumi.StringInput, with []pulumi.ResourceOption) error {
+	policy := PolicyFor(cfg.HAMode)
+	_, err := rabbitmq.NewPolicy(ctx, name+"-policy-"+slug(vhost), &rabbitmq.PolicyArgs{
+		Name:  pulumi.String(policy.Name),
+		Vhost: vhostName,
+		Policy: rabbitmq.PolicyPolicyArgs{
+			Pattern:    pulumi.String(policy.Pattern),
+			Priority:   pulumi.Int(0),
+			ApplyTo:    pulumi.String(policy.ApplyTo),
+			Definition: pulumi.ToMap(policy.Definition),
+		},
+	}, with...)
+	return wrap("policy on "+vhost, err)
+}
+
+// Policy is an HA mode's policy.
+type Policy struct {
+	Name, Pattern, ApplyTo string
+	Definition             map[string]any
+}
+
+// PolicyFor returns the policy of an HA mode.
+//
+// mirrored: the recipe's ha-all, every queue mirrored on every node, with
+// automatic sync so a restarted mirror catches up without an operator.
+// quorum: queues are quorum by default_queue_type; the policy spreads their
+// leaders over the nodes (https://www.rabbitmq.com/docs/quorum-queues).
+func PolicyFor(mode string) Policy {
+	if mode == config.HAModeMirrored {
+		return Policy{MirroredPolicy, "^", "queues", map[string]any{"ha-mode": "all", "ha-sync-mode": "automatic"}}
+	}
+	return Policy{QuorumPolicy, "^", "quorum_queues", map[string]any{"queue-leader-locator": "balanced"}}
+}
+
+// vhostsOf returns the configured vhosts with "/" first, deduplicated.
+func vhostsOf(cfg *config.Config) []string {
+	out := []string{"/"}
+	for _, v := range cfg.VHosts {
+		if v != "/" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// slug makes a name usable in a resource name: "/" becomes "root".
+func slug(s string) string {
+	if s == "/" {
+		return "root"
+	}
+	return strings.NewReplacer("/", "_", " ", "_").Replace(s)
+}

@@ -1,0 +1,110 @@
+// Package components holds the stack's Pulumi components, one per concern:
+//
+//	Network       the user-defined bridge network
+//	PKI           the CA and HAProxy's server certificate (pulumi-tls)
+//	Nodes         the RabbitMQ image, volumes and node containers
+//	LoadBalancer  the HAProxy image and container
+//	Broker        vhosts, users, permissions and the HA policy (pulumi-rabbitmq)
+//	Cluster       all of the above, wired together, with the stack outputs
+//
+// Program is the Pulumi program: main.go runs it, and the end-to-end tests run
+// the same function inline through the Automation API.
+package components
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// typePrefix is the package part of every component's type token.
+const typePrefix = "rabbitmq-ha:index:"
+
+// Labels on every Docker object, so `docker ps --filter label=...` finds a
+// stack's objects and tests can check nothing is left behind.
+const (
+	// LabelStack carries the stack's prefix.
+	LabelStack = "org.rabbitmq-ha.stack"
+	// LabelRole is node, haproxy or job.
+	LabelRole = "org.rabbitmq-ha.role"
+	// LabelNode carries a node's index.
+	LabelNode = "org.rabbitmq-ha.node"
+)
+
+// Roles, the values of LabelRole.
+const (
+	RoleNode    = "node"
+	RoleHAProxy = "haproxy"
+	RoleJob     = "job"
+)
+
+// labels returns the labels of one object, sorted so inputs are stable.
+func labels(stack, role string, extra map[string]string) map[string]string {
+	m := map[string]string{LabelStack: stack}
+	if role != "" {
+		m[LabelRole] = role
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// labelArgs turns labels into a provider's label inputs, sorted by key so
+// the inputs are stable.
+func labelArgs[T any](m map[string]string, arg func(k, v pulumi.String) T) []T {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]T, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, arg(pulumi.String(k), pulumi.String(m[k])))
+	}
+	return out
+}
+
+func containerLabels(m map[string]string) docker.ContainerLabelArray {
+	return labelArgs(m, func(k, v pulumi.String) docker.ContainerLabelInput {
+		return docker.ContainerLabelArgs{Label: k, Value: v}
+	})
+}
+
+func volumeLabels(m map[string]string) docker.VolumeLabelArray {
+	return labelArgs(m, func(k, v pulumi.String) docker.VolumeLabelInput {
+		return docker.VolumeLabelArgs{Label: k, Value: v}
+	})
+}
+
+func networkLabels(m map[string]string) docker.NetworkLabelArray {
+	return labelArgs(m, func(k, v pulumi.String) docker.NetworkLabelInput {
+		return docker.NetworkLabelArgs{Label: k, Value: v}
+	})
+}
+
+// secret wraps a plain value read from secret config.
+func secret(s string) pulumi.StringOutput {
+	return pulumi.ToSecret(pulumi.String(s)).(pulumi.StringOutput)
+}
+
+// port publishes a container port on one host address. Protocol and IP are
+// always explicit: left empty they come back from Docker filled in, and
+// every `pulumi preview` would show a diff.
+func port(hostIP string, internal, external int) docker.ContainerPortArgs {
+	return docker.ContainerPortArgs{
+		Internal: pulumi.Int(internal),
+		External: pulumi.Int(external),
+		Ip:       pulumi.String(hostIP),
+		Protocol: pulumi.String("tcp"),
+	}
+}
+
+func wrap(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package config
+
+// Key documents one config key. Keys is the single source of truth for the
+// key names, their types, defaults and descriptions: Pulumi.yaml's schema and
+// the README's config reference are checked against it by tests.
+type Key struct {
+	Name        string
+	Type        string // string, integer, boolean or array, as in Pulumi.yaml
+	Default     string // the default as a YAML/JSON scalar or array; "" means derived
+	Secret      bool
+	Description string
+}
+
+// Key names.
+const (
+	KeyPrefix           = "prefix"
+	KeyNodes            = "nodes"
+	KeyNodeTypes        = "nodeTypes"
+	KeyNodeIPs          = "nodeIPs"
+	KeySubnet           = "subnet"
+	KeyGateway          = "gateway"
+	KeyHAProxyIP        = "haproxyIP"
+	KeyRabbitMQImage    = "rabbitmqImage"
+	KeyHAProxyImage     = "haproxyImage"
+	KeyHAMode           = "haMode"
+	KeyHostIP           = "hostIP"
+	KeyAMQPPort         = "amqpPort"
+	KeyAMQPSPort        = "amqpsPort"
+	KeyStatsPort        = "statsPort"
+	KeyManagementPort   = "managementPort"
+	KeyNodeAMQPPortBase = "nodeAmqpPortBase"
+	KeyMemoryLimitMB    = "memoryLimitMb"
+	KeyRestartPolicy    = "restartPolicy"
+	KeyRetainVolumes    = "retainVolumes"
+	KeyAdminUser        = "adminUser"
+	KeyStatsUser        = "statsUser"
+	KeyVHosts           = "vhosts"
+	KeyUsers            = "users"
+	KeyTLSDNSNames      = "tlsDnsNames"
+	KeyTLSIPAddresses   = "tlsIpAddresses"
+	KeyTLSKeyAlgorithm  = "tlsKeyAlgorithm"
+	KeyTLSValidityHours = "tlsValidityHours"
+	KeyTLSEarlyRenewal  = "tlsEarlyRenewalHours"
+	KeyErlangCookie     = "erlangCookie"
+	KeyAdminPassword    = "adminPassword"
+	KeyStatsPassword    = "statsPassword"
+)
+
+// Default values that other packages and tests refer to.
+const (
+	// DefaultRabbitMQImage is an official management tag of the last 3.x series.
+	DefaultRabbitMQImage = "rabbitmq:3.13-management"
+	// DefaultHAProxyImage is an official HAProxy LTS tag.
+	DefaultHAProxyImage = "haproxy:2.8"
+	// DefaultSubnet is the recipe's bridge subnet.
+	DefaultSubnet = "10.9.0.0/16"
+	// DefaultHostIP keeps every published port off external interfaces.
+	DefaultHostIP = "127.0.0.1"
+)
+
+// Keys lists every config key, in the order the README documents them.
+var Keys = []Key{
+	{KeyPrefix, "string", "", false, "Prefix of every Docker object name (containers, network, volumes). Default: <project>-<stack>, so stacks on one host never collide."},
+	{KeyNodes, "integer", "3", false, "Number of RabbitMQ nodes: odd, 1 to 9, so a majority survives the loss of a minority."},
+	{KeyNodeTypes, "array", "[]", false, "Per-node type, disc or ram, by index; missing entries are disc. Node 0 is always disc. RAM nodes are deprecated upstream."},
+	{KeyNodeIPs, "array", "[]", false, "Per-node static IPv4 address, by index; missing entries are derived from the subnet (.10, .11, ...)."},
+	{KeySubnet, "string", DefaultSubnet, false, "IPv4 subnet of the bridge network. Give each stack on one host its own."},
+	{KeyGateway, "string", "", false, "Gateway of the bridge network. Default: the subnet's first address."},
+	{KeyHAProxyIP, "string", "", false, "Static IPv4 address of HAProxy. Default: the subnet's second address."},
+	{KeyRabbitMQImage, "string", DefaultRabbitMQImage, false, "RabbitMQ image with the official image's contract. Its tag's major.minor drives HA-mode and upgrade validation."},
+	{KeyHAProxyImage, "string", DefaultHAProxyImage, false, "HAProxy image with the official image's contract."},
+	{KeyHAMode, "string", "", false, "mirrored (ha-all policy, RabbitMQ 3.x) or quorum (quorum queues by default, 3.13+ and 4.x). Default: quorum for 4.x or an unversioned tag, mirrored otherwise."},
+	{KeyHostIP, "string", DefaultHostIP, false, "Host address every published port binds to."},
+	{KeyAMQPPort, "integer", "56729", false, "Host port of AMQP through HAProxy."},
+	{KeyAMQPSPort, "integer", "56671", false, "Host port of AMQPS (TLS terminated at HAProxy)."},
+	{KeyStatsPort, "integer", "51080", false, "Host port of the HAProxy stats page."},
+	{KeyManagementPort, "integer", "55672", false, "Host port of the management UI/API, balanced over the nodes by HAProxy."},
+	{KeyNodeAMQPPortBase, "integer", "56720", false, "Host port of node 0's direct AMQP listener; node i gets this plus i."},
+	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). RabbitMQ's memory watermark is computed from it."},
+	{KeyRestartPolicy, "string", "unless-stopped", false, "Docker restart policy of every container: no, on-failure, always or unless-stopped."},
+	{KeyRetainVolumes, "boolean", "false", false, "Keep node data volumes when nodes are removed or the stack is destroyed."},
+	{KeyAdminUser, "string", "admin", false, "Administrator user that replaces guest; pulumi-rabbitmq connects as this user."},
+	{KeyStatsUser, "string", "admin", false, "User of the HAProxy stats page."},
+	{KeyVHosts, "array", `["/"]`, false, "Virtual hosts to create. \"/\" always exists."},
+	{KeyUsers, "array", "[]", false, "Application users: objects {name, password, tags, permissions: [{vhost, configure, write, read}]}. Set with --secret --path, e.g. users[0].password."},
+	{KeyTLSDNSNames, "array", `["localhost"]`, false, "DNS SANs of the HAProxy server certificate."},
+	{KeyTLSIPAddresses, "array", `["127.0.0.1"]`, false, "IP SANs of the HAProxy server certificate."},
+	{KeyTLSKeyAlgorithm, "string", KeyECDSA, false, "Key algorithm of the CA and server keys: ECDSA (P-256) or RSA (3072 bits)."},
+	{KeyTLSValidityHours, "integer", "8760", false, "Validity of the server certificate, in hours. The CA lives ten times as long."},
+	{KeyTLSEarlyRenewal, "integer", "720", false, "Hours before expiry at which `pulumi up` renews the server certificate."},
+	{KeyErlangCookie, "string", "", true, "Required secret. Shared Erlang cookie: 20 to 255 letters and digits."},
+	{KeyAdminPassword, "string", "", true, "Required secret. Password of adminUser (at least 12 characters)."},
+	{KeyStatsPassword, "string", "", true, "Required secret. Password of the HAProxy stats page (at least 12 characters)."},
+}

@@ -1,0 +1,54 @@
+package render
+
+import (
+	_ "embed"
+	"fmt"
+	"text/template"
+)
+
+//go:embed cluster.sh.tmpl
+var clusterText string
+
+var clusterTemplate = template.Must(template.New("cluster.sh").Parse(clusterText))
+
+// Join step tuning. See cluster.sh.tmpl for how they are used.
+const (
+	// JoinAttempts bounds the join retries: about 5 minutes with the backoff.
+	JoinAttempts = 18
+	// ForgetTimeoutSeconds bounds how long the forget job waits for removed
+	// nodes to stop.
+	ForgetTimeoutSeconds = 600
+)
+
+// ClusterData is what the cluster script is rendered from. It is the same
+// for every node: a node learns its own name from its hostname and its type
+// from its command, so scaling changes no existing node.
+type ClusterData struct {
+	// Seed is the first node's name, rabbit@<prefix>-node-0.
+	Seed string
+	// PeerPrefix is the hostname of node i without i: "<prefix>-node-".
+	PeerPrefix string
+	// MaxNodes bounds the peer probe.
+	MaxNodes int
+}
+
+// ClusterScript renders cluster.sh.
+func ClusterScript(d ClusterData) (string, error) {
+	if d.Seed == "" || d.PeerPrefix == "" || d.MaxNodes < 1 {
+		return "", fmt.Errorf("render cluster.sh: incomplete data %+v", d)
+	}
+	return execute(clusterTemplate, struct {
+		ClusterData
+		Header                             string
+		CookieFile, SecretsConf, ReadyFile string
+		JoinAttempts, ForgetTimeoutSeconds int
+	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds})
+}
+
+// NodeCommand is a node container's command.
+func NodeCommand(nodeType string) []string { return []string{ScriptPath, "node", nodeType} }
+
+// ForgetCommand is the forget job's command: forget every member but these.
+func ForgetCommand(members []string) []string {
+	return append([]string{ScriptPath, "forget-removed"}, members...)
+}

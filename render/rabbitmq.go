@@ -1,0 +1,54 @@
+package render
+
+import (
+	_ "embed"
+	"text/template"
+)
+
+var (
+	//go:embed rabbitmq.conf.tmpl
+	rabbitmqText     string
+	rabbitmqTemplate = template.Must(template.New("rabbitmq.conf").Parse(rabbitmqText))
+
+	//go:embed secrets.conf.tmpl
+	secretsText     string
+	secretsTemplate = template.Must(template.New("secrets.conf").Parse(secretsText))
+)
+
+// RabbitMQData is what one node's rabbitmq.conf is rendered from. It holds
+// nothing about the other nodes, so scaling the cluster changes no existing
+// node's file and re-creates no existing container.
+type RabbitMQData struct {
+	// Node is this node's name, rabbit@host.
+	Node string
+	// Seed is the node to join at boot; empty for the seed itself.
+	Seed string
+	// NodeType is disc or ram.
+	NodeType string
+	// Quorum makes quorum the default queue type.
+	Quorum bool
+	// MemoryLimitBytes is the container's memory limit.
+	MemoryLimitBytes int64
+}
+
+// RabbitMQConf renders a node's rabbitmq.conf.
+func RabbitMQConf(d RabbitMQData) (string, error) {
+	return execute(rabbitmqTemplate, struct {
+		RabbitMQData
+		Header                                   string
+		AMQPPort, ManagementPort, PrometheusPort int
+	}{d, Header, AMQPPort, ManagementPort, PrometheusPort})
+}
+
+// SecretsData is what the secrets conf file is rendered from.
+type SecretsData struct {
+	AdminUser, AdminPassword string
+}
+
+// SecretsConf renders the conf.d file holding the admin credentials.
+func SecretsConf(d SecretsData) (string, error) {
+	return execute(secretsTemplate, struct {
+		SecretsData
+		Header string
+	}{d, Header})
+}
