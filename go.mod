@@ -7,6 +7,7 @@ require (
 	github.com/pulumi/pulumi-rabbitmq/sdk/v3 v3.3.1
 	github.com/pulumi/pulumi-tls/sdk/v5 v5.2.0
 	github.com/pulumi/pulumi/sdk/v3 v3.274.1
+	github.com/rabbitmq/amqp091-go v1.16.0
 )
 
 require (

@@ -90,18 +90,6 @@ func secret(s string) pulumi.StringOutput {
 	return pulumi.ToSecret(pulumi.String(s)).(pulumi.StringOutput)
 }
 
-// port publishes a container port on one host address. Protocol and IP are
-// always explicit: left empty they come back from Docker filled in, and
-// every `pulumi preview` would show a diff.
-func port(hostIP string, internal, external int) docker.ContainerPortArgs {
-	return docker.ContainerPortArgs{
-		Internal: pulumi.Int(internal),
-		External: pulumi.Int(external),
-		Ip:       pulumi.String(hostIP),
-		Protocol: pulumi.String("tcp"),
-	}
-}
-
 func wrap(what string, err error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

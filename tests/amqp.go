@@ -1,0 +1,204 @@
+package tests
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+)
+
+// Test secrets: long enough to pass validation, obviously not production.
+const (
+	TestCookie        = "ITCOOKIE0123456789abcdefABCDEF"
+	TestAdminPassword = "it-admin-Passw0rd"
+	TestStatsPassword = "it-stats-Passw0rd"
+)
+
+// TestConfig is a valid config for an integration test: its own prefix,
+// subnet and port range, so tests never collide with each other or a stack.
+func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra map[string]string) *config.Config {
+	t.Helper()
+	v := map[string]string{
+		config.KeyPrefix:           prefix,
+		config.KeyRabbitMQImage:    image,
+		config.KeyHAProxyImage:     HAProxyImage,
+		config.KeySubnet:           subnet,
+		config.KeyAMQPPort:         strconv.Itoa(portBase),
+		config.KeyAMQPSPort:        strconv.Itoa(portBase + 1),
+		config.KeyStatsPort:        strconv.Itoa(portBase + 2),
+		config.KeyManagementPort:   strconv.Itoa(portBase + 3),
+		config.KeyNodeAMQPPortBase: strconv.Itoa(portBase + 10),
+		config.KeyErlangCookie:     TestCookie,
+		config.KeyAdminPassword:    TestAdminPassword,
+		config.KeyStatsPassword:    TestStatsPassword,
+	}
+	for k, val := range extra {
+		v[k] = val
+	}
+	cfg, _, err := config.Load(config.MapSource{Values: v, Secrets: map[string]bool{
+		config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true, config.KeyUsers: true,
+	}}, "rabbitmq-ha", "it")
+	if err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	return cfg
+}
+
+// WithUser adds credentials to an AMQP URL.
+func WithUser(raw, user, password string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+// Dial connects with retries while a node or HAProxy comes up.
+func Dial(t testing.TB, rawURL string, tlsConfig *tls.Config, timeout time.Duration) *amqp.Connection {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var conn *amqp.Connection
+		var err error
+		if tlsConfig != nil {
+			conn, err = amqp.DialTLS(rawURL, tlsConfig)
+		} else {
+			conn, err = amqp.Dial(rawURL)
+		}
+		if err == nil {
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", redact(rawURL), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<url>"
+	}
+	return u.Redacted()
+}
+
+// PublishConfirmed publishes n persistent messages to a durable queue and
+// returns how many the broker confirmed.
+func PublishConfirmed(t testing.TB, conn *amqp.Connection, queue string, n int, args amqp.Table) int {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
+		t.Fatalf("declare %s: %v", queue, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := 0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range n {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent,
+			Body:         []byte(fmt.Sprintf("message %d", i)),
+		})
+		if err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		if ok, err := dc.WaitContext(ctx); err == nil && ok {
+			confirmed++
+		}
+	}
+	return confirmed
+}
+
+// QueueDepth returns the number of ready messages in a queue.
+func QueueDepth(t testing.TB, conn *amqp.Connection, queue string) int {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// Drain consumes every ready message of a queue, acking each, and returns the count.
+func Drain(t testing.TB, conn *amqp.Connection, queue string) int {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	n := 0
+	for {
+		_, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("get %s: %v", queue, err)
+		}
+		if !ok {
+			return n
+		}
+		n++
+	}
+}
+
+// ClusterStatus is the part of `rabbitmqctl cluster_status --formatter json` tests read.
+type ClusterStatus struct {
+	DiskNodes    []string `json:"disk_nodes"`
+	RAMNodes     []string `json:"ram_nodes"`
+	RunningNodes []string `json:"running_nodes"`
+}
+
+// Members returns every member, disc and RAM.
+func (s ClusterStatus) Members() []string { return append(append([]string{}, s.DiskNodes...), s.RAMNodes...) }
+
+// GetClusterStatus asks one node for the cluster's status.
+func GetClusterStatus(t testing.TB, container string) ClusterStatus {
+	t.Helper()
+	out := MustDocker(t, "exec", container, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	var s ClusterStatus
+	// rabbitmqctl may print a line before the JSON on some versions.
+	if i := strings.Index(out, "{"); i > 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("cluster_status of %s: %v: %s", container, err, out)
+	}
+	return s
+}
+
+// WaitRunning waits until a node reports want running members.
+func WaitRunning(t testing.TB, container string, want int, timeout time.Duration) ClusterStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := GetClusterStatus(t, container)
+		if len(s.RunningNodes) == want {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d running nodes after %s, want %d: %+v", container, len(s.RunningNodes), timeout, want, s)
+		}
+		time.Sleep(time.Second)
+	}
+}

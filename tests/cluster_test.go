@@ -1,0 +1,137 @@
+package tests
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+)
+
+// startCluster runs a config's nodes with plain docker, in the stack's
+// order: the seed first, then the others together once it is healthy.
+func startCluster(t *testing.T, cfg *config.Config, image string) {
+	t.Helper()
+	CreateNetwork(t, cfg)
+	runNode(t, cfg, 0, image)
+	var wg sync.WaitGroup
+	for i := 1; i < cfg.Nodes; i++ {
+		spec, err := components.NodeSpec(cfg, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		RunSpec(t, spec, image, cfg.Prefix)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			WaitHealthy(t, spec.Name, 3*time.Minute)
+		}()
+	}
+	wg.Wait()
+}
+
+func runNode(t *testing.T, cfg *config.Config, i int, image string) {
+	t.Helper()
+	spec, err := components.NodeSpec(cfg, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	RunSpec(t, spec, image, cfg.Prefix)
+	WaitHealthy(t, spec.Name, 3*time.Minute)
+}
+
+// TestIntegrationClusterLifecycle forms a 3-node cluster from the stack's
+// own specs (rendered rabbitmq.conf, cluster script, cookie handling) and
+// checks restarts, re-creation on the same volume and on a fresh volume.
+func TestIntegrationClusterLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
+	}
+	RequireImages(t, RabbitMQ3Image)
+	cfg := TestConfig(t, "rmqha-it-cluster", RabbitMQ3Image, "10.231.1.0/24", 47100, map[string]string{
+		config.KeyNodeTypes: `["disc","disc","ram"]`,
+	})
+	RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+
+	start := time.Now()
+	startCluster(t, cfg, RabbitMQ3Image)
+	t.Logf("3 nodes healthy after %s", time.Since(start).Round(100*time.Millisecond))
+
+	node := func(i int) string { return cfg.NodeName(i) }
+	s := WaitRunning(t, node(0), 3, time.Minute)
+	if len(s.RAMNodes) != 1 || s.RAMNodes[0] != cfg.ErlangNodeName(2) {
+		t.Errorf("ram nodes = %v, want [%s]", s.RAMNodes, cfg.ErlangNodeName(2))
+	}
+
+	// The cookie is a file only rabbitmq can read, and the uploaded copy is root's alone.
+	if got := MustDocker(t, "exec", node(1), "stat", "-c", "%U %a", "/var/lib/rabbitmq/.erlang.cookie", "/opt/rabbitmq-ha/erlang.cookie"); got != "rabbitmq 400\nroot 400" {
+		t.Errorf("cookie owners and modes = %q, want rabbitmq 400 and root 400", got)
+	}
+	if env := MustDocker(t, "inspect", "-f", "{{json .Config.Env}}", node(1)); strings.Contains(env, TestCookie) {
+		t.Error("the cookie is in the container's environment")
+	}
+	// guest does not exist: the admin user replaced it.
+	if users := MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "list_users"); strings.Contains(users, "guest") || !strings.Contains(users, cfg.AdminUser) {
+		t.Errorf("users = %q, want %s and no guest", users, cfg.AdminUser)
+	}
+
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", "ha-all", "^", `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+	admin := func(i int) string {
+		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
+	}
+	conn := Dial(t, admin(1), nil, 30*time.Second)
+	const queue, n = "it-lifecycle", 200
+	if got := PublishConfirmed(t, conn, queue, n, nil); got != n {
+		t.Fatalf("confirmed %d of %d", got, n)
+	}
+	conn.Close()
+
+	// 1. docker restart keeps the node's data and does not join again.
+	MustDocker(t, "restart", node(1))
+	WaitHealthy(t, node(1), 3*time.Minute)
+	logs := Logs(t, node(1))
+	if strings.Count(logs, "starting RabbitMQ with its existing data") != 1 || strings.Contains(logs, "joining") {
+		t.Errorf("node 1 after restart, want one start with existing data and no join:\n%s", logs)
+	}
+	WaitRunning(t, node(0), 3, time.Minute)
+	expectDepth(t, admin(1), queue, n)
+
+	// 2. Re-created on its volume: rejoins without a reset.
+	MustDocker(t, "rm", "-f", node(1))
+	runNode(t, cfg, 1, RabbitMQ3Image)
+	if logs := Logs(t, node(1)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+		t.Errorf("node 1 re-created on its volume, want existing data and no join:\n%s", logs)
+	}
+	WaitRunning(t, node(0), 3, time.Minute)
+	expectDepth(t, admin(1), queue, n)
+
+	// 3. Back without its data while the cluster remembers it: forgotten, then joined.
+	MustDocker(t, "rm", "-f", node(1))
+	MustDocker(t, "volume", "rm", components.VolumeName(cfg, 1))
+	runNode(t, cfg, 1, RabbitMQ3Image)
+	if logs := Logs(t, node(1)); !strings.Contains(logs, "it was forgotten there") {
+		t.Errorf("node 1 on a fresh volume, want it forgotten and rejoined:\n%s", logs)
+	}
+	WaitRunning(t, node(0), 3, time.Minute)
+	expectDepth(t, admin(1), queue, n)
+}
+
+func expectDepth(t *testing.T, url, queue string, want int) {
+	t.Helper()
+	conn := Dial(t, url, nil, 30*time.Second)
+	defer conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := QueueDepth(t, conn, queue)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d messages, want %d", queue, got, want)
+		}
+		time.Sleep(time.Second)
+	}
+}

@@ -1,0 +1,209 @@
+// Package tests holds the tests that run real containers: the plugin-free
+// integration tests (plain docker CLI, the stack's own specs and rendered
+// files) and the end-to-end tests (the real Pulumi program through the
+// Automation API).
+package tests
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+)
+
+// Local images built by `make images` (images/build.sh).
+const (
+	RabbitMQ3Image = "rabbitmq:3.10-local"
+	RabbitMQ4Image = "rabbitmq:4.0-local"
+	HAProxyImage   = "haproxy:2.6-local"
+)
+
+// Docker runs the docker CLI and returns its trimmed stdout.
+func Docker(ctx context.Context, stdin []byte, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// MustDocker is Docker that fails the test on error.
+func MustDocker(t testing.TB, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := Docker(ctx, nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// RequireImages fails (never skips) when a local image is missing: CI
+// builds them before the tests, and a developer runs `make images`.
+func RequireImages(t testing.TB, images ...string) {
+	t.Helper()
+	for _, img := range images {
+		if _, err := Docker(context.Background(), nil, "image", "inspect", img); err != nil {
+			t.Fatalf("image %s is missing: run `make images` first", img)
+		}
+	}
+}
+
+// RemoveStack removes every container, volume and network labelled with
+// the stack prefix, so a test starts and ends clean.
+func RemoveStack(t testing.TB, prefix string) {
+	t.Helper()
+	filter := "label=" + components.LabelStack + "=" + prefix
+	if ids := MustDocker(t, "ps", "-aq", "--filter", filter); ids != "" {
+		MustDocker(t, append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...)
+	}
+	if ids := MustDocker(t, "volume", "ls", "-q", "--filter", filter); ids != "" {
+		MustDocker(t, append([]string{"volume", "rm", "-f"}, strings.Fields(ids)...)...)
+	}
+	if ids := MustDocker(t, "network", "ls", "-q", "--filter", filter); ids != "" {
+		MustDocker(t, append([]string{"network", "rm"}, strings.Fields(ids)...)...)
+	}
+}
+
+// CreateNetwork creates the stack's network as the Network component does.
+func CreateNetwork(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	MustDocker(t, "network", "create", "--driver", "bridge",
+		"--subnet", cfg.Subnet.String(), "--gateway", cfg.Gateway.String(),
+		"--label", components.LabelStack+"="+cfg.Prefix, cfg.Prefix)
+}
+
+// RunSpec creates and starts a container from a spec, as the docker provider
+// would: create, upload the files, start.
+func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
+	t.Helper()
+	args := []string{"create", "--name", s.Name, "--network", network}
+	if s.Hostname != "" {
+		args = append(args, "--hostname", s.Hostname)
+	}
+	if s.IP != "" {
+		args = append(args, "--ip", s.IP)
+	}
+	for _, p := range s.Ports {
+		args = append(args, "-p", fmt.Sprintf("%s:%d:%d/tcp", p.HostIP, p.External, p.Internal))
+	}
+	if s.Volume != "" {
+		MustDocker(t, "volume", "create", "--label", components.LabelStack+"="+s.Labels[components.LabelStack], s.Volume)
+		args = append(args, "-v", s.Volume+":"+s.VolumePath)
+	}
+	if h := s.Health; h != nil && len(h.Test) > 1 && h.Test[0] == "CMD" {
+		args = append(args, "--health-cmd", shellJoin(h.Test[1:]),
+			"--health-interval", h.Interval, "--health-timeout", h.Timeout,
+			"--health-start-period", h.StartPeriod, "--health-retries", strconv.Itoa(h.Retries))
+	}
+	if s.MemoryMB > 0 {
+		args = append(args, "--memory", fmt.Sprintf("%dm", s.MemoryMB))
+	}
+	if s.StopTimeoutSeconds > 0 {
+		args = append(args, "--stop-timeout", strconv.Itoa(s.StopTimeoutSeconds))
+	}
+	args = append(args, "--restart", s.Restart)
+	for k, v := range s.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	args = append(args, image)
+	args = append(args, s.Command...)
+	MustDocker(t, args...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Docker(ctx, tarOf(t, s.Files), "cp", "-", s.Name+":/"); err != nil {
+		t.Fatal(err)
+	}
+	MustDocker(t, "start", s.Name)
+}
+
+// tarOf packs files with their modes, owned by root, as the provider uploads them.
+func tarOf(t testing.TB, files []components.FileSpec) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		parts := strings.Split(strings.TrimPrefix(f.Path, "/"), "/")
+		for i := 1; i < len(parts); i++ {
+			d := strings.Join(parts[:i], "/") + "/"
+			if !dirs[d] {
+				dirs[d] = true
+				if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		mode, err := strconv.ParseInt(f.Mode, 8, 64)
+		if err != nil {
+			t.Fatalf("%s: mode %q: %v", f.Path, f.Mode, err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(f.Path, "/"), Mode: mode, Size: int64(len(f.Content)), ModTime: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(f.Content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// shellJoin quotes args for sh -c.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// WaitHealthy waits until a container's healthcheck passes.
+func WaitHealthy(t testing.TB, name string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		out, _ := Docker(context.Background(), nil, "inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}", name)
+		if out == "running healthy" {
+			return time.Since(start)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	logs, _ := Docker(context.Background(), nil, "logs", "--tail", "60", name)
+	t.Fatalf("%s not healthy after %s; last logs:\n%s", name, timeout, logs)
+	return 0
+}
+
+// Logs returns a container's log lines written by the cluster script.
+func Logs(t testing.TB, name string) string {
+	t.Helper()
+	cmd := exec.Command("docker", "logs", name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker logs %s: %v", name, err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "rabbitmq-ha: ") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
