@@ -46,6 +46,8 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 		return nil, err
 	}
 	a := containerArgs(spec, image.ImageId, args.Network, nil, map[string]pulumi.StringInput{render.HAProxyCertPath: args.ServerPEM})
+	a.Wait = pulumi.Bool(true)
+	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
 	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn(containerResources(args.Nodes)))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)

@@ -57,7 +57,7 @@ const (
 	dataPath = "/var/lib/rabbitmq"
 	// healthInterval is short because the check is cheap (a file test and a
 	// TCP connect, no Erlang VM) and `pulumi up` waits on it.
-	healthInterval = "2s"
+	healthInterval = "1s"
 	healthTimeout  = "5s"
 	healthRetries  = 3
 	// healthStartPeriod covers a join that backs off while the seed boots.
@@ -175,6 +175,12 @@ func HAProxySpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
 			// The config holds the stats password and the bundle the key.
 			{Path: render.HAProxyConfigPath, Content: text, Mode: "0644", Secret: true},
 			{Path: render.HAProxyCertPath, Content: certPEM, Mode: "0644", Secret: true},
+		},
+		// Healthy once the management frontend listens: the broker settings
+		// go through it, so `pulumi up` waits for this.
+		Health: &HealthSpec{
+			Test:     []string{"CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.ManagementPort)},
+			Interval: healthInterval, Timeout: healthTimeout, StartPeriod: "1m0s", Retries: healthRetries,
 		},
 		Restart: cfg.RestartPolicy,
 		Labels:  labels(cfg.Prefix, RoleHAProxy, nil),

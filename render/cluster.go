@@ -39,10 +39,10 @@ func ClusterScript(d ClusterData) (string, error) {
 	}
 	return execute(clusterTemplate, struct {
 		ClusterData
-		Header                             string
-		CookieFile, SecretsConf, ReadyFile string
-		JoinAttempts, ForgetTimeoutSeconds int
-	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds})
+		Header                                       string
+		CookieFile, SecretsConf, ReadyFile           string
+		JoinAttempts, ForgetTimeoutSeconds, AMQPPort int
+	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds, AMQPPort})
 }
 
 // NodeCommand is a node container's command.
