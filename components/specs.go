@@ -67,6 +67,12 @@ const (
 	stopTimeoutSeconds = 60
 )
 
+// Logging: json-file (what `docker logs` reads) with rotation, so a chatty
+// node never fills the disk.
+const logDriver = "json-file"
+
+var logOpts = map[string]string{"max-size": "10m", "max-file": "3"}
+
 // healthTest passes once the cluster script has joined the node (ReadyFile)
 // while AMQP still accepts connections.
 var healthTest = []string{"CMD", "bash", "-c", "test -f " + render.ReadyFile + " && exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.AMQPPort)}
@@ -270,8 +276,15 @@ func containerArgs(s ContainerSpec, image, network pulumi.StringInput, volume pu
 		}
 	}
 	if s.MemoryMB > 0 {
+		// Swap equal to memory means no swap: a swapping broker stalls its
+		// clients instead of raising its memory alarm.
 		a.Memory = pulumi.Int(s.MemoryMB)
+		a.MemorySwap = pulumi.Int(s.MemoryMB)
 	}
+	// The log driver and its rotation are explicit: left to the daemon's
+	// defaults they come back filled in, and every preview shows a diff.
+	a.LogDriver = pulumi.String(logDriver)
+	a.LogOpts = pulumi.ToStringMap(logOpts)
 	if s.StopTimeoutSeconds > 0 {
 		a.StopTimeout = pulumi.Int(s.StopTimeoutSeconds)
 		a.DestroyGraceSeconds = pulumi.Int(s.StopTimeoutSeconds)
