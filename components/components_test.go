@@ -1,0 +1,401 @@
+package components
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+)
+
+const (
+	testCookie = "MOCKCOOKIE0123456789abcdef"
+	testAdmin  = "mock-admin-Passw0rd"
+	testStats  = "mock-stats-Passw0rd"
+	userPass   = "app-user-Passw0rd"
+)
+
+// registered is one resource the program registered, with its inputs.
+type registered struct {
+	typ, name string
+	inputs    resource.PropertyMap
+	deps      []string
+	provider  string
+}
+
+type mocks struct {
+	mu        sync.Mutex
+	resources []registered
+}
+
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := registered{typ: args.TypeToken, name: args.Name, inputs: args.Inputs, provider: args.Provider}
+	if args.RegisterRPC != nil {
+		r.deps = args.RegisterRPC.GetDependencies()
+	}
+	m.resources = append(m.resources, r)
+	outputs := args.Inputs.Copy()
+	switch args.TypeToken {
+	case "docker:index/remoteImage:RemoteImage":
+		outputs["imageId"] = resource.NewStringProperty("sha256:" + args.Name)
+	case "tls:index/privateKey:PrivateKey":
+		outputs["privateKeyPem"] = resource.MakeSecret(resource.NewStringProperty("KEY " + args.Name + "\n"))
+	case "tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert":
+		outputs["certPem"] = resource.NewStringProperty("CERT " + args.Name + "\n")
+	case "tls:index/certRequest:CertRequest":
+		outputs["certRequestPem"] = resource.NewStringProperty("CSR\n")
+	}
+	return args.Name + "-id", outputs, nil
+}
+
+func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+func (m *mocks) byType(typ string) []registered {
+	var out []registered
+	for _, r := range m.resources {
+		if r.typ == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// container returns the container resource of a name (a component may
+// share the name).
+func (m *mocks) container(t *testing.T, name string) registered {
+	t.Helper()
+	for _, r := range m.resources {
+		if r.name == name && r.typ == "docker:index/container:Container" {
+			return r
+		}
+	}
+	t.Fatalf("no container resource named %s", name)
+	return registered{}
+}
+
+// run runs the real Program with mocks and the given config.
+func run(t *testing.T, extra map[string]any) *mocks {
+	t.Helper()
+	cfg := map[string]string{
+		"rabbitmq-ha:rabbitmqImage": "rabbitmq:3.10-local",
+		"rabbitmq-ha:erlangCookie":  testCookie,
+		"rabbitmq-ha:adminPassword": testAdmin,
+		"rabbitmq-ha:statsPassword": testStats,
+		"rabbitmq-ha:vhosts":        `["/","orders"]`,
+		"rabbitmq-ha:users":         `[{"name":"app","password":"` + userPass + `","tags":["management"],"permissions":[{"vhost":"orders","configure":"^app\\.","write":".*","read":".*"}]}]`,
+	}
+	for k, v := range extra {
+		cfg["rabbitmq-ha:"+k] = fmt.Sprint(v)
+	}
+	m := &mocks{}
+	err := pulumi.RunErr(Program, pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
+		ri.Config = cfg
+		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users"}
+	})
+	if err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	return m
+}
+
+func str(t *testing.T, r registered, key string) string {
+	t.Helper()
+	v, ok := r.inputs[resource.PropertyKey(key)]
+	if !ok {
+		t.Fatalf("%s: no input %s", r.name, key)
+	}
+	if v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	return v.StringValue()
+}
+
+// upload returns a container's upload of one path, and whether it is secret.
+func upload(t *testing.T, r registered, path string) (string, string, bool) {
+	t.Helper()
+	for _, u := range r.inputs["uploads"].ArrayValue() {
+		o := u.ObjectValue()
+		if o["file"].StringValue() != path {
+			continue
+		}
+		c := o["content"]
+		if c.IsSecret() {
+			return c.SecretValue().Element.StringValue(), o["permissions"].StringValue(), true
+		}
+		return c.StringValue(), o["permissions"].StringValue(), false
+	}
+	t.Fatalf("%s: no upload of %s", r.name, path)
+	return "", "", false
+}
+
+func TestResourceCounts(t *testing.T) {
+	m := run(t, nil)
+	want := map[string]int{
+		"docker:index/network:Network":                  1,
+		"docker:index/remoteImage:RemoteImage":          2,
+		"docker:index/volume:Volume":                    3,
+		"docker:index/container:Container":              5, // 3 nodes, HAProxy, forget job
+		"tls:index/privateKey:PrivateKey":               2,
+		"tls:index/selfSignedCert:SelfSignedCert":       1,
+		"tls:index/locallySignedCert:LocallySignedCert": 1,
+		"pulumi:providers:rabbitmq":                     1,
+		"rabbitmq:index/vHost:VHost":                    1, // orders; "/" exists
+		"rabbitmq:index/policy:Policy":                  2, // one per vhost
+		"rabbitmq:index/user:User":                      1,
+		"rabbitmq:index/permissions:Permissions":        1,
+		"rabbitmq-ha:index:Cluster":                     1,
+		"rabbitmq-ha:index:Nodes":                       1,
+		"rabbitmq-ha:index:LoadBalancer":                1,
+		"rabbitmq-ha:index:Broker":                      1,
+		"rabbitmq-ha:index:PKI":                         1,
+		"rabbitmq-ha:index:Network":                     1,
+	}
+	for typ, n := range want {
+		if got := len(m.byType(typ)); got != n {
+			t.Errorf("%s: %d resources, want %d", typ, got, n)
+		}
+	}
+	for _, img := range m.byType("docker:index/remoteImage:RemoteImage") {
+		if !img.inputs["keepLocally"].BoolValue() {
+			t.Errorf("%s: keepLocally is not set", img.name)
+		}
+	}
+}
+
+func TestNodeInputs(t *testing.T) {
+	m := run(t, map[string]any{"nodeTypes": `["disc","disc","ram"]`})
+	for i := range 3 {
+		c := m.container(t, fmt.Sprintf("rabbitmq-node-%d", i))
+		host := fmt.Sprintf("rabbitmq-ha-dev-node-%d", i)
+		if got := str(t, c, "hostname"); got != host {
+			t.Errorf("node %d hostname = %s", i, got)
+		}
+		if got := str(t, c, "image"); got != "sha256:rabbitmq-node-image" {
+			t.Errorf("node %d image = %s, want the image ID (not the tag)", i, got)
+		}
+		net := c.inputs["networksAdvanced"].ArrayValue()[0].ObjectValue()
+		if ip := net["ipv4Address"].StringValue(); ip != fmt.Sprintf("10.9.0.%d", 10+i) {
+			t.Errorf("node %d IP = %s", i, ip)
+		}
+		p := c.inputs["ports"].ArrayValue()[0].ObjectValue()
+		if p["ip"].StringValue() != "127.0.0.1" || p["external"].NumberValue() != float64(56720+i) || p["internal"].NumberValue() != 5672 || p["protocol"].StringValue() != "tcp" {
+			t.Errorf("node %d port = %v", i, p)
+		}
+		cmd := c.inputs["command"].ArrayValue()
+		wantType := map[int]string{0: "disc", 1: "disc", 2: "ram"}[i]
+		if len(cmd) != 3 || cmd[0].StringValue() != render.ScriptPath || cmd[2].StringValue() != wantType {
+			t.Errorf("node %d command = %v", i, cmd)
+		}
+		conf, _, secret := upload(t, c, render.RabbitMQConfPath)
+		if secret || !strings.Contains(conf, "total_memory_available_override_value = 536870912") {
+			t.Errorf("node %d rabbitmq.conf (secret %v):\n%s", i, secret, conf)
+		}
+		if (i > 0) != strings.Contains(conf, "classic_config.nodes.1 = rabbit@rabbitmq-ha-dev-node-0") {
+			t.Errorf("node %d: seed peer discovery only on nodes after the seed:\n%s", i, conf)
+		}
+		if cookie, mode, secret := upload(t, c, render.CookieUploadPath); cookie != testCookie || !secret || mode != "0400" {
+			t.Errorf("node %d cookie upload: secret %v mode %s", i, secret, mode)
+		}
+		if creds, _, secret := upload(t, c, render.SecretsConfPath); !secret || !strings.Contains(creds, "default_pass = "+testAdmin) {
+			t.Errorf("node %d admin credentials upload is not a secret or lacks the password", i)
+		}
+		if envs := c.inputs["envs"]; envs.IsArray() {
+			for _, e := range envs.ArrayValue() {
+				if strings.Contains(e.StringValue(), testCookie) {
+					t.Errorf("node %d: the cookie is in the environment", i)
+				}
+			}
+		}
+		if !c.inputs["wait"].BoolValue() || c.inputs["memory"].NumberValue() != 512 || str(t, c, "restart") != "unless-stopped" {
+			t.Errorf("node %d: wait/memory/restart = %v/%v/%v", i, c.inputs["wait"], c.inputs["memory"], c.inputs["restart"])
+		}
+		hc := c.inputs["healthcheck"].ObjectValue()
+		if tests := hc["tests"].ArrayValue(); !strings.Contains(tests[len(tests)-1].StringValue(), render.ReadyFile) {
+			t.Errorf("node %d healthcheck = %v", i, tests)
+		}
+		vol := c.inputs["volumes"].ArrayValue()[0].ObjectValue()
+		if vol["containerPath"].StringValue() != "/var/lib/rabbitmq" || vol["volumeName"].StringValue() != host+"-data" {
+			t.Errorf("node %d volume = %v", i, vol)
+		}
+		if i > 0 && !containsSuffix(c.deps, "rabbitmq-node-0") {
+			t.Errorf("node %d does not depend on the seed: %v", i, c.deps)
+		}
+	}
+	// The same script on every node, so scaling re-creates no node.
+	a, _, _ := upload(t, m.container(t, "rabbitmq-node-1"), render.ScriptPath)
+	b, _, _ := upload(t, m.container(t, "rabbitmq-node-2"), render.ScriptPath)
+	if a != b || !strings.Contains(a, "readonly SEED='rabbit@rabbitmq-ha-dev-node-0'") {
+		t.Error("nodes carry different cluster scripts")
+	}
+}
+
+func TestNetworkInputs(t *testing.T) {
+	m := run(t, map[string]any{"subnet": "10.77.0.0/24", "prefix": "blue"})
+	n := m.byType("docker:index/network:Network")[0]
+	ipam := n.inputs["ipamConfigs"].ArrayValue()[0].ObjectValue()
+	if str(t, n, "name") != "blue" || ipam["subnet"].StringValue() != "10.77.0.0/24" || ipam["gateway"].StringValue() != "10.77.0.1" {
+		t.Errorf("network = %v", n.inputs)
+	}
+	if h := m.container(t, "rabbitmq-haproxy"); str(t, h, "name") != "blue-haproxy" {
+		t.Errorf("HAProxy name = %s", str(t, h, "name"))
+	}
+}
+
+func TestHAProxyInputs(t *testing.T) {
+	m := run(t, map[string]any{"hostIP": "127.0.0.2"})
+	h := m.container(t, "rabbitmq-haproxy")
+	cfg, _, secret := upload(t, h, render.HAProxyConfigPath)
+	if !secret {
+		t.Error("haproxy.cfg (with the stats password) is not secret")
+	}
+	for i := range 3 {
+		if want := fmt.Sprintf("server rabbitmq-ha-dev-node-%d 10.9.0.%d:5672 check", i, 10+i); !strings.Contains(cfg, want) {
+			t.Errorf("haproxy.cfg lacks %q", want)
+		}
+	}
+	if !strings.Contains(cfg, "stats auth admin:"+testStats) {
+		t.Error("haproxy.cfg lacks the stats credentials")
+	}
+	pem, _, secret := upload(t, h, render.HAProxyCertPath)
+	if !secret || pem != "CERT rabbitmq-pki-server\nCERT rabbitmq-pki-ca\nKEY rabbitmq-pki-server-key\n" {
+		t.Errorf("server PEM (secret %v) = %q", secret, pem)
+	}
+	want := map[float64]float64{5672: 56729, 5671: 56671, 15672: 55672, 1080: 51080}
+	for _, p := range h.inputs["ports"].ArrayValue() {
+		o := p.ObjectValue()
+		if o["ip"].StringValue() != "127.0.0.2" || want[o["internal"].NumberValue()] != o["external"].NumberValue() {
+			t.Errorf("HAProxy port %v", o)
+		}
+	}
+	for i := range 3 {
+		if !containsSuffix(h.deps, fmt.Sprintf("rabbitmq-node-%d", i)) {
+			t.Errorf("HAProxy does not depend on node %d", i)
+		}
+	}
+}
+
+func TestPKIInputs(t *testing.T) {
+	m := run(t, map[string]any{"tlsKeyAlgorithm": "RSA", "tlsDnsNames": `["rmq.local"]`, "tlsIpAddresses": `["127.0.0.1","10.9.0.2"]`})
+	for _, k := range m.byType("tls:index/privateKey:PrivateKey") {
+		if str(t, k, "algorithm") != "RSA" || k.inputs["rsaBits"].NumberValue() < 2048 {
+			t.Errorf("%s: %v", k.name, k.inputs)
+		}
+	}
+	ca := m.byType("tls:index/selfSignedCert:SelfSignedCert")[0]
+	if !ca.inputs["isCaCertificate"].BoolValue() {
+		t.Error("the CA is not a CA")
+	}
+	csr := m.byType("tls:index/certRequest:CertRequest")[0]
+	if dns := csr.inputs["dnsNames"].ArrayValue(); len(dns) != 1 || dns[0].StringValue() != "rmq.local" {
+		t.Errorf("DNS SANs = %v", dns)
+	}
+	if ips := csr.inputs["ipAddresses"].ArrayValue(); len(ips) != 2 {
+		t.Errorf("IP SANs = %v", ips)
+	}
+	cert := m.byType("tls:index/locallySignedCert:LocallySignedCert")[0]
+	if cert.inputs["earlyRenewalHours"].NumberValue() != 720 {
+		t.Errorf("early renewal = %v", cert.inputs["earlyRenewalHours"])
+	}
+}
+
+func TestBrokerInputs(t *testing.T) {
+	m := run(t, nil)
+	p := m.byType("pulumi:providers:rabbitmq")[0]
+	if str(t, p, "endpoint") != "http://127.0.0.1:55672" || str(t, p, "username") != "admin" {
+		t.Errorf("provider = %v", p.inputs)
+	}
+	if !p.inputs["password"].IsSecret() {
+		t.Error("the provider's password is not secret")
+	}
+	for _, dep := range []string{"rabbitmq-node-0", "rabbitmq-node-1", "rabbitmq-node-2", "rabbitmq-haproxy"} {
+		if !containsSuffix(p.deps, dep) {
+			t.Errorf("the rabbitmq provider does not depend on %s: %v", dep, p.deps)
+		}
+	}
+	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
+		def := pol.inputs["policy"].ObjectValue()
+		d := def["definition"].ObjectValue()
+		if str(t, pol, "name") != MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" {
+			t.Errorf("%s = %v", pol.name, pol.inputs)
+		}
+		if !strings.Contains(pol.provider, "rabbitmq-broker-provider") {
+			t.Errorf("%s does not use the explicit provider: %s", pol.name, pol.provider)
+		}
+	}
+	u := m.byType("rabbitmq:index/user:User")[0]
+	if !u.inputs["password"].IsSecret() || str(t, u, "name") != "app" {
+		t.Errorf("user = %v", u.inputs)
+	}
+	perm := m.byType("rabbitmq:index/permissions:Permissions")[0].inputs["permissions"].ObjectValue()
+	if perm["configure"].StringValue() != `^app\.` {
+		t.Errorf("permissions = %v", perm)
+	}
+}
+
+func TestQuorumMode(t *testing.T) {
+	m := run(t, map[string]any{"rabbitmqImage": "rabbitmq:4.0-local"})
+	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
+		if str(t, pol, "name") != QuorumPolicy || pol.inputs["policy"].ObjectValue()["applyTo"].StringValue() != "quorum_queues" {
+			t.Errorf("%s = %v", pol.name, pol.inputs)
+		}
+	}
+	conf, _, _ := upload(t, m.container(t, "rabbitmq-node-0"), render.RabbitMQConfPath)
+	if !strings.Contains(conf, "default_queue_type = quorum") {
+		t.Errorf("quorum mode without default_queue_type:\n%s", conf)
+	}
+}
+
+func TestBadConfigCreatesNothing(t *testing.T) {
+	m := &mocks{}
+	err := pulumi.RunErr(Program, pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
+		ri.Config = map[string]string{"rabbitmq-ha:nodes": "0", "rabbitmq-ha:haMode": "raft"}
+	})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"nodes: 0", `haMode: "raft"`, "erlangCookie: (unset) is required", "adminPassword", "statsPassword"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if len(m.resources) != 0 {
+		t.Errorf("%d resources registered before validation failed", len(m.resources))
+	}
+}
+
+func TestOutputs(t *testing.T) {
+	cfg, _, err := config.Load(config.MapSource{Values: map[string]string{
+		config.KeyErlangCookie: testCookie, config.KeyAdminPassword: testAdmin, config.KeyStatsPassword: testStats,
+		config.KeyHostIP: "0.0.0.0",
+	}, Secrets: map[string]bool{config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true}}, "p", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := EndpointsOf(cfg)
+	if e.AMQP != "amqp://127.0.0.1:56729/" || e.AMQPS != "amqps://localhost:56671/" || e.Nodes[2] != "amqp://127.0.0.1:56722/" || e.Management != "http://127.0.0.1:55672" {
+		t.Errorf("endpoints = %+v", e)
+	}
+	for _, u := range append([]string{e.AMQP, e.AMQPS, e.Stats, e.Management}, e.Nodes...) {
+		if strings.Contains(u, "@") {
+			t.Errorf("%s holds credentials", u)
+		}
+	}
+}
+
+func containsSuffix(urns []string, name string) bool {
+	for _, u := range urns {
+		if strings.HasSuffix(u, "::"+name) {
+			return true
+		}
+	}
+	return false
+}

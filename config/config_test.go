@@ -1,0 +1,256 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	goodCookie   = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
+	goodPassword = "correct-horse-battery"
+)
+
+// valid returns the raw values of a valid config: the defaults plus the
+// required secrets, all stored as secrets.
+func valid() (map[string]string, map[string]bool) {
+	return map[string]string{
+			KeyErlangCookie:  goodCookie,
+			KeyAdminPassword: goodPassword,
+			KeyStatsPassword: goodPassword,
+		}, map[string]bool{
+			KeyErlangCookie: true, KeyAdminPassword: true, KeyStatsPassword: true, KeyUsers: true,
+		}
+}
+
+func load(t *testing.T, edit func(v map[string]string, s map[string]bool)) (*Config, []string, error) {
+	t.Helper()
+	v, s := valid()
+	if edit != nil {
+		edit(v, s)
+	}
+	return Load(MapSource{Values: v, Secrets: s}, "rabbitmq-ha", "dev")
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, warnings, err := load(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings = %v", warnings)
+	}
+	checks := map[string][2]string{
+		"prefix":    {c.Prefix, "rabbitmq-ha-dev"},
+		"gateway":   {c.Gateway.String(), "10.9.0.1"},
+		"haproxyIP": {c.HAProxyIP.String(), "10.9.0.2"},
+		"node 0 IP": {c.NodeIPs[0].String(), "10.9.0.10"},
+		"node 2 IP": {c.NodeIPs[2].String(), "10.9.0.12"},
+		"node 2":    {c.NodeTypes[2], NodeDisc},
+		"haMode":    {c.HAMode, HAModeMirrored},
+		"hostIP":    {c.HostIP.String(), "127.0.0.1"},
+		"node name": {c.ErlangNodeName(1), "rabbit@rabbitmq-ha-dev-node-1"},
+		"version":   {c.RabbitMQVersion.String(), "3.13"},
+	}
+	for what, got := range checks {
+		if got[0] != got[1] {
+			t.Errorf("%s = %q, want %q", what, got[0], got[1])
+		}
+	}
+	if c.Nodes != 3 || c.Ports.AMQP != 56729 || c.Ports.Stats != 51080 || c.Ports.NodeAMQP(1) != 56721 || c.MemoryLimitMB != 512 {
+		t.Errorf("numeric defaults: %+v %d %d", c.Ports, c.Nodes, c.MemoryLimitMB)
+	}
+}
+
+func TestHAModeFollowsTheImageTag(t *testing.T) {
+	t.Parallel()
+	for image, want := range map[string]string{
+		"rabbitmq:3.10-local":                HAModeMirrored,
+		"rabbitmq:4.0-local":                 HAModeQuorum,
+		"rabbitmq:4.1.2-management-alpine":   HAModeQuorum,
+		"rabbitmq:latest":                    HAModeQuorum,
+		"registry:5000/team/rabbitmq:3.13.7": HAModeMirrored,
+	} {
+		c, _, err := load(t, func(v map[string]string, _ map[string]bool) { v[KeyRabbitMQImage] = image })
+		if err != nil {
+			t.Errorf("%s: %v", image, err)
+			continue
+		}
+		if c.HAMode != want {
+			t.Errorf("%s: haMode = %s, want %s", image, c.HAMode, want)
+		}
+	}
+}
+
+func TestRAMNodesWarn(t *testing.T) {
+	t.Parallel()
+	_, warnings, err := load(t, func(v map[string]string, _ map[string]bool) { v[KeyNodeTypes] = `["disc","ram"]` })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "nodeTypes[1]") || !strings.Contains(warnings[0], "deprecated") {
+		t.Errorf("warnings = %v", warnings)
+	}
+}
+
+// TestValidation breaks one thing per case, starting from a valid config.
+// Each error must name the key, the value and the rule.
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		edit func(v map[string]string, s map[string]bool)
+		want []string // substrings of the error
+	}{
+		{"zero nodes", set(KeyNodes, "0"), []string{"nodes: 0 is out of range"}},
+		{"even nodes", set(KeyNodes, "2"), []string{"nodes: 2 is not allowed, an odd count"}},
+		{"too many nodes", set(KeyNodes, "11"), []string{"nodes: 11 is out of range, 1 to 9"}},
+		{"nodes not a number", set(KeyNodes, "three"), []string{`nodes: "three" is not a whole number`}},
+		{"first node ram", set(KeyNodeTypes, `["ram","disc"]`), []string{`nodeTypes[0]: "ram" must be disc`}},
+		{"unknown node type", set(KeyNodeTypes, `["disc","ssd"]`), []string{`nodeTypes[1]: "ssd" must be disc or ram`}},
+		{"ram on 4.x", setAll(KeyNodeTypes, `["disc","ram"]`, KeyRabbitMQImage, "rabbitmq:4.0-local"), []string{`nodeTypes[1]: "ram" is not supported by RabbitMQ 4.0`}},
+		{"bad subnet", set(KeySubnet, "10.9.0.0/33"), []string{`subnet: "10.9.0.0/33" is not an IPv4 subnet`}},
+		{"tiny subnet", set(KeySubnet, "10.9.0.0/28"), []string{`subnet: "10.9.0.0/28" must be a /8 to /24 subnet`}},
+		{"IP outside subnet", set(KeyNodeIPs, `["10.9.0.10","10.8.0.11"]`), []string{`nodeIPs[1]: "10.8.0.11" is outside the subnet 10.9.0.0/16`}},
+		{"duplicate IP", set(KeyNodeIPs, `["10.9.0.10","10.9.0.10"]`), []string{`nodeIPs[1]: "10.9.0.10" is already used by nodeIPs[0]`}},
+		{"IP is the gateway", set(KeyHAProxyIP, "10.9.0.1"), []string{`haproxyIP: "10.9.0.1" is already used by gateway`}},
+		{"broadcast IP", set(KeyNodeIPs, `["10.9.255.255"]`), []string{`nodeIPs[0]: "10.9.255.255" is the subnet's broadcast address`}},
+		{"not an IP", set(KeyGateway, "gateway"), []string{`gateway: "gateway" is not an IPv4 address`}},
+		{"duplicate port", set(KeyStatsPort, "56729"), []string{"statsPort: 56729 is already used by amqpPort"}},
+		{"node port collides", set(KeyNodeAMQPPortBase, "56670"), []string{"nodeAmqpPortBase (node 1: 56670+1): 56671 is already used by amqpsPort"}},
+		{"port out of range", set(KeyAMQPPort, "70000"), []string{"amqpPort: 70000 is not a port number"}},
+		{"malformed cookie", set(KeyErlangCookie, "short;cookie"), []string{"erlangCookie: (secret, 12 characters) must be 20 to 255 letters and digits"}},
+		{"missing secret", func(v map[string]string, _ map[string]bool) { delete(v, KeyAdminPassword) }, []string{"adminPassword: (unset) is required"}},
+		{"plain-text secret", func(_ map[string]string, s map[string]bool) { s[KeyStatsPassword] = false }, []string{"statsPassword: (plain text) must be a secret"}},
+		{"short password", set(KeyAdminPassword, "hunter2"), []string{"adminPassword: (secret, 7 characters) must be at least 12"}},
+		{"password with a blank", set(KeyStatsPassword, "correct horse battery"), []string{"statsPassword: (secret, 21 characters) may hold only printable ASCII"}},
+		{"unknown HA mode", set(KeyHAMode, "raft"), []string{`haMode: "raft" is not a known HA mode`}},
+		{"mirrored on 4.x", setAll(KeyHAMode, HAModeMirrored, KeyRabbitMQImage, "rabbitmq:4.0-management"), []string{`haMode: "mirrored" is not supported by RabbitMQ 4.0`}},
+		{"quorum on 3.10", setAll(KeyHAMode, HAModeQuorum, KeyRabbitMQImage, "rabbitmq:3.10-local"), []string{`haMode: "quorum" needs RabbitMQ 3.13 or newer`}},
+		{"admin is guest", set(KeyAdminUser, "guest"), []string{`adminUser: "guest" must be`}},
+		{"bad prefix", set(KeyPrefix, "My Stack"), []string{`prefix: "My Stack" must be 1 to 40 lowercase`}},
+		{"tiny memory", set(KeyMemoryLimitMB, "128"), []string{"memoryLimitMb: 128 is below 256 MiB"}},
+		{"restart policy", set(KeyRestartPolicy, "sometimes"), []string{`restartPolicy: "sometimes" must be one of`}},
+		{"key algorithm", set(KeyTLSKeyAlgorithm, "DSA"), []string{`tlsKeyAlgorithm: "DSA" must be ECDSA or RSA`}},
+		{"renewal after expiry", set(KeyTLSEarlyRenewal, "9000"), []string{"tlsEarlyRenewalHours: 9000 must be at least 1 and less than tlsValidityHours (8760)"}},
+		{"bad SAN", set(KeyTLSDNSNames, `["-bad-"]`), []string{`tlsDnsNames[0]: "-bad-" is not a DNS name`}},
+		{"bad IP SAN", set(KeyTLSIPAddresses, `["1.2.3"]`), []string{`tlsIpAddresses[0]: "1.2.3" is not an IP address`}},
+		{"list not JSON", set(KeyVHosts, "orders"), []string{`vhosts: "orders" is not a valid list`}},
+		{"user unknown vhost", set(KeyUsers, `[{"name":"app","password":"app-password-1","permissions":[{"vhost":"nope"}]}]`), []string{`users[0].permissions[0].vhost: "nope" is not in vhosts`}},
+		{"user weak password", set(KeyUsers, `[{"name":"app","password":"x"}]`), []string{"users[0].password: (1 characters) must be at least 12"}},
+		{"user unknown tag", set(KeyUsers, `[{"name":"app","password":"app-password-1","tags":["admin"]}]`), []string{`users[0].tags[0]: "admin" is not a RabbitMQ user tag`}},
+		{"users in plain text", func(v map[string]string, s map[string]bool) {
+			v[KeyUsers] = `[{"name":"app","password":"app-password-1"}]`
+			s[KeyUsers] = false
+		}, []string{"users: <users> holds passwords, so it must be set with --secret"}},
+		{"every error at once", setAll(KeyNodes, "0", KeyHAMode, "raft", KeyAMQPPort, "0"), []string{"nodes: 0", `haMode: "raft"`, "amqpPort: 0"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := load(t, tc.edit)
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Errorf("error is not a FieldError: %T", err)
+			}
+			for _, secret := range []string{goodCookie, goodPassword, "short;cookie", "hunter2"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error reveals a secret: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func set(key, value string) func(map[string]string, map[string]bool) {
+	return setAll(key, value)
+}
+
+func setAll(kv ...string) func(map[string]string, map[string]bool) {
+	return func(v map[string]string, _ map[string]bool) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			v[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func TestImageVersion(t *testing.T) {
+	t.Parallel()
+	for ref, want := range map[string]string{
+		"rabbitmq:3.13-management":                        "3.13",
+		"rabbitmq:4.0.5":                                  "4.0",
+		"localhost:5000/rabbitmq":                         "unknown",
+		"rabbitmq@sha256:" + strings.Repeat("a", 64):      "unknown",
+		"rabbitmq:3.12@sha256:" + strings.Repeat("b", 64): "3.12",
+		"rabbitmq:management":                             "unknown",
+	} {
+		if got := ImageVersion(ref).String(); got != want {
+			t.Errorf("ImageVersion(%q) = %s, want %s", ref, got, want)
+		}
+	}
+}
+
+// TestPulumiYAMLMatchesKeys keeps the Pulumi.yaml schema and Keys in step:
+// every key documented, typed, described, and defaulted identically.
+func TestPulumiYAMLMatchesKeys(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../Pulumi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var project struct {
+		Config map[string]struct {
+			Type        string `yaml:"type"`
+			Description string `yaml:"description"`
+			Default     any    `yaml:"default"`
+			Secret      bool   `yaml:"secret"`
+		} `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(raw, &project); err != nil {
+		t.Fatal(err)
+	}
+	if len(project.Config) != len(Keys) {
+		t.Errorf("Pulumi.yaml has %d keys, Keys has %d", len(project.Config), len(Keys))
+	}
+	for _, k := range Keys {
+		p, ok := project.Config[k.Name]
+		if !ok {
+			t.Errorf("Pulumi.yaml lacks %s", k.Name)
+			continue
+		}
+		if p.Type != k.Type || p.Description != k.Description || p.Secret != k.Secret {
+			t.Errorf("%s: Pulumi.yaml has %q/%q/%v, Keys has %q/%q/%v", k.Name, p.Type, p.Description, p.Secret, k.Type, k.Description, k.Secret)
+		}
+		if k.Secret {
+			continue // secrets have no default: they are required
+		}
+		def, _ := yaml.Marshal(p.Default)
+		if got, want := strings.TrimSpace(string(def)), yamlOf(t, k.Default, k.Type); got != want {
+			t.Errorf("%s: Pulumi.yaml default %s, Keys default %s", k.Name, got, want)
+		}
+	}
+}
+
+func yamlOf(t *testing.T, s, typ string) string {
+	t.Helper()
+	var v any = s
+	if typ != "string" {
+		if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _ := yaml.Marshal(v)
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,188 @@
+package render
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustContain(t *testing.T, text string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("missing %q in:\n%s", w, text)
+		}
+	}
+}
+
+func mustNotContain(t *testing.T, text string, unwanted ...string) {
+	t.Helper()
+	for _, w := range unwanted {
+		if strings.Contains(text, w) {
+			t.Errorf("unexpected %q in:\n%s", w, text)
+		}
+	}
+}
+
+var threeNodes = HAProxyData{
+	Nodes: []Backend{
+		{"s-node-0", "10.9.0.10"}, {"s-node-1", "10.9.0.11"}, {"s-node-2", "10.9.0.12"},
+	},
+	StatsUser: "admin", StatsPassword: "stats-Passw0rd!",
+}
+
+func TestHAProxyConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := HAProxyConfig(threeNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg, Header+"\n") {
+		t.Errorf("first line is not the header")
+	}
+	mustContain(t, cfg,
+		"bind :5672\n", "bind :5671 ssl crt "+HAProxyCertPath+" ssl-min-ver TLSv1.2",
+		"server s-node-0 10.9.0.10:5672 check", "server s-node-2 10.9.0.12:5672 check",
+		"server s-node-1 10.9.0.11:15672 check",
+		"on-marked-down shutdown-sessions", "rise 2 fall 2", "inter 1s",
+		"option clitcpka", "option srvtcpka", "timeout client 3h", "timeout server 3h",
+		"bind :1080", "stats auth admin:stats-Passw0rd!",
+	)
+	mustNotContain(t, cfg, "verify none")
+	again, _ := HAProxyConfig(threeNodes)
+	if again != cfg {
+		t.Error("rendering is not deterministic")
+	}
+	if _, err := HAProxyConfig(HAProxyData{}); err == nil {
+		t.Error("no error for a config without nodes")
+	}
+}
+
+// TestHAProxyConfigIsValid checks the rendered file with the real haproxy.
+func TestHAProxyConfigIsValid(t *testing.T) {
+	t.Parallel()
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatal("haproxy is not installed (Debian package haproxy; .ci/run installs it)")
+	}
+	cfg, err := HAProxyConfig(threeNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pemPath := filepath.Join(dir, "server.pem")
+	writeSelfSigned(t, pemPath)
+	// The certificate path is a constant of the image; point it at the test's PEM.
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cfg, HAProxyCertPath, pemPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(haproxy, "-c", "-f", cfgPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+	mustNotContain(t, string(out), "[WARNING]", "[ALERT]")
+}
+
+func writeSelfSigned(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
+	if err := os.WriteFile(path, pemText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRabbitMQConf(t *testing.T) {
+	t.Parallel()
+	seed, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-0", NodeType: "disc", MemoryLimitBytes: 512 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, seed, Header, "listeners.tcp.default = 5672", "cluster_partition_handling = pause_minority",
+		"total_memory_available_override_value = 536870912", "loopback_users.guest = true")
+	mustNotContain(t, seed, "cluster_formation", "default_queue_type")
+
+	other, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-2", Seed: "rabbit@s-node-0", NodeType: "ram", Quorum: true, MemoryLimitBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, other, "default_queue_type = quorum",
+		"cluster_formation.peer_discovery_backend = classic_config",
+		"cluster_formation.classic_config.nodes.1 = rabbit@s-node-0",
+		"cluster_formation.node_type = ram")
+}
+
+func TestSecretsConf(t *testing.T) {
+	t.Parallel()
+	s, err := SecretsConf(SecretsData{AdminUser: "ops", AdminPassword: "p4ssw0rd-long"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, s, "default_user = ops\n", "default_pass = p4ssw0rd-long\n", "default_user_tags.administrator = true")
+}
+
+var clusterData = ClusterData{Seed: "rabbit@s-node-0", PeerPrefix: "s-node-", MaxNodes: 9}
+
+func TestClusterScript(t *testing.T) {
+	t.Parallel()
+	s, err := ClusterScript(clusterData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly SEED='rabbit@s-node-0'", "readonly PEER_PREFIX='s-node-'",
+		"await_startup", "join_cluster", "forget_cluster_node", "trap 'on_signal SIGTERM' TERM", "setpriv --reuid=rabbitmq",
+		"install -o \"$owner\" -g \"$owner\" -m 0400")
+	if _, err := ClusterScript(ClusterData{}); err == nil {
+		t.Error("no error for empty data")
+	}
+	if got := NodeCommand("ram"); strings.Join(got, " ") != ScriptPath+" node ram" {
+		t.Errorf("NodeCommand = %v", got)
+	}
+}
+
+// TestClusterScriptShellcheck runs the real shellcheck on the rendered script.
+func TestClusterScriptShellcheck(t *testing.T) {
+	t.Parallel()
+	shellcheck, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Fatal("shellcheck is not installed (Debian package shellcheck; .ci/run installs it)")
+	}
+	s, err := ClusterScript(clusterData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cluster.sh")
+	if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(shellcheck, "--severity=style", path).CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+}
