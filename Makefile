@@ -45,7 +45,7 @@ stack: $(PULUMI)
 	done
 
 ## test: the README's test command; CI runs it through .ci/run
-test: lint
+test: lint $(PULUMI)
 	go test -count=1 -timeout 80m ./...
 
 ## unit: the tests that need neither Docker nor plugins

@@ -254,3 +254,17 @@ func yamlOf(t *testing.T, s, typ string) string {
 	out, _ := yaml.Marshal(v)
 	return strings.TrimSpace(string(out))
 }
+
+// TestREADMEDocumentsEveryKey keeps the README's config reference complete.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys {
+		if !strings.Contains(string(raw), "| `"+k.Name+"` | "+k.Type+" |") {
+			t.Errorf("README.md does not document %s (%s)", k.Name, k.Type)
+		}
+	}
+}

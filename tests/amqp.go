@@ -170,7 +170,9 @@ type ClusterStatus struct {
 }
 
 // Members returns every member, disc and RAM.
-func (s ClusterStatus) Members() []string { return append(append([]string{}, s.DiskNodes...), s.RAMNodes...) }
+func (s ClusterStatus) Members() []string {
+	return append(append([]string{}, s.DiskNodes...), s.RAMNodes...)
+}
 
 // GetClusterStatus asks one node for the cluster's status.
 func GetClusterStatus(t testing.TB, container string) ClusterStatus {
