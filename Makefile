@@ -29,8 +29,12 @@ images:
 	images/build.sh bookworm
 	images/build.sh trixie
 
+# The CLI's version is stamped as its release build does: the Automation API
+# reads it to decide which flags the CLI supports.
 $(PULUMI): tools/pulumicli/go.mod tools/pulumicli/go.sum
-	cd tools/pulumicli && go build -o ../../$(PULUMI) github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+	cd tools/pulumicli && v=$$(go list -m -f '{{.Version}}' github.com/pulumi/pulumi/pkg/v3) && \
+		go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$$v" \
+			-o ../../$(PULUMI) github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 
 ## stack: the local backend, a passphrase, the stack and its secrets (generated once)
 .PHONY: stack

@@ -242,7 +242,7 @@ func TestNetworkInputs(t *testing.T) {
 	m := run(t, map[string]any{"subnet": "10.77.0.0/24", "prefix": "blue"})
 	n := m.byType("docker:index/network:Network")[0]
 	ipam := n.inputs["ipamConfigs"].ArrayValue()[0].ObjectValue()
-	if str(t, n, "name") != "blue" || ipam["subnet"].StringValue() != "10.77.0.0/24" || ipam["gateway"].StringValue() != "10.77.0.1" {
+	if str(t, n, "name") != "blue" || ipam["subnet"].StringValue() != "10.77.0.0/24" || ipam["gateway"].StringValue() != "10.77.0.1" || ipam["ipRange"].StringValue() != "10.77.0.128/25" {
 		t.Errorf("network = %v", n.inputs)
 	}
 	if h := m.container(t, "rabbitmq-haproxy"); str(t, h, "name") != "blue-haproxy" {

@@ -16,8 +16,9 @@ type Network struct {
 	Name pulumi.StringOutput `pulumi:"name"`
 }
 
-// NewNetwork creates the bridge network with an explicit subnet and gateway:
-// a gateway left to Docker comes back filled in and shows as a diff.
+// NewNetwork creates the bridge network with an explicit subnet and gateway
+// (a gateway left to Docker comes back filled in and shows as a diff), and
+// keeps the dynamic addresses out of the lower half, where the static IPs are.
 func NewNetwork(ctx *pulumi.Context, name string, cfg *config.Config, opts ...pulumi.ResourceOption) (*Network, error) {
 	n := &Network{}
 	if err := ctx.RegisterComponentResource(typePrefix+"Network", name, n, opts...); err != nil {
@@ -29,6 +30,7 @@ func NewNetwork(ctx *pulumi.Context, name string, cfg *config.Config, opts ...pu
 		IpamConfigs: docker.NetworkIpamConfigArray{docker.NetworkIpamConfigArgs{
 			Subnet:  pulumi.String(cfg.Subnet.String()),
 			Gateway: pulumi.String(cfg.Gateway.String()),
+			IpRange: pulumi.String(cfg.DynamicRange().String()),
 		}},
 		Labels: networkLabels(labels(cfg.Prefix, "", nil)),
 	}, pulumi.Parent(n))

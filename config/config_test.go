@@ -55,6 +55,7 @@ func TestDefaults(t *testing.T) {
 		"hostIP":    {c.HostIP.String(), "127.0.0.1"},
 		"node name": {c.ErlangNodeName(1), "rabbit@rabbitmq-ha-dev-node-1"},
 		"version":   {c.RabbitMQVersion.String(), "3.13"},
+		"dynamic":   {c.DynamicRange().String(), "10.9.128.0/17"},
 	}
 	for what, got := range checks {
 		if got[0] != got[1] {
@@ -119,6 +120,7 @@ func TestValidation(t *testing.T) {
 		{"duplicate IP", set(KeyNodeIPs, `["10.9.0.10","10.9.0.10"]`), []string{`nodeIPs[1]: "10.9.0.10" is already used by nodeIPs[0]`}},
 		{"IP is the gateway", set(KeyHAProxyIP, "10.9.0.1"), []string{`haproxyIP: "10.9.0.1" is already used by gateway`}},
 		{"broadcast IP", set(KeyNodeIPs, `["10.9.255.255"]`), []string{`nodeIPs[0]: "10.9.255.255" is the subnet's broadcast address`}},
+		{"IP in the dynamic range", set(KeyNodeIPs, `["10.9.128.1"]`), []string{`nodeIPs[0]: "10.9.128.1" is in 10.9.128.0/17, the range Docker assigns`}},
 		{"not an IP", set(KeyGateway, "gateway"), []string{`gateway: "gateway" is not an IPv4 address`}},
 		{"duplicate port", set(KeyStatsPort, "56729"), []string{"statsPort: 56729 is already used by amqpPort"}},
 		{"node port collides", set(KeyNodeAMQPPortBase, "56670"), []string{"nodeAmqpPortBase (node 1: 56670+1): 56671 is already used by amqpsPort"}},

@@ -65,3 +65,11 @@ func nth(p netip.Prefix, n int) netip.Addr {
 	}
 	return a
 }
+
+// DynamicRange is the upper half of the subnet: Docker gives addresses from
+// it to containers without a static IP (the forget job, anything a user
+// attaches), so they never take an address a node or HAProxy needs.
+func (c *Config) DynamicRange() netip.Prefix {
+	half := netip.PrefixFrom(c.Subnet.Addr(), c.Subnet.Bits()+1)
+	return netip.PrefixFrom(nth(half, 1<<(32-half.Bits())), half.Bits())
+}

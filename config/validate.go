@@ -147,6 +147,8 @@ func (c *Config) validateNetwork(v *validator) {
 			v.fail(key, q(a), "is the subnet's network address")
 		case a == broadcast(c.Subnet):
 			v.fail(key, q(a), "is the subnet's broadcast address")
+		case c.DynamicRange().Contains(a):
+			v.fail(key, q(a), fmt.Sprintf("is in %s, the range Docker assigns to containers without a static IP", c.DynamicRange()))
 		case used[a] != "":
 			v.fail(key, q(a), "is already used by "+used[a])
 		default:

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,4 +204,127 @@ func WaitRunning(t testing.TB, container string, want int, timeout time.Duration
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// Publisher publishes persistent messages with publisher confirms, one at a
+// time, until stopped, reconnecting whenever its connection fails: a
+// producer as a careful application writes it.
+type Publisher struct {
+	url, queue string
+	stop, done chan struct{}
+
+	mu        sync.Mutex
+	confirmed int
+	attempted int
+	lastOK    time.Time
+	maxGap    time.Duration // the longest time between two confirms
+}
+
+// StartPublisher starts publishing to a durable queue (declared on connect).
+func StartPublisher(url, queue string) *Publisher {
+	p := &Publisher{url: url, queue: queue, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	go p.run()
+	return p
+}
+
+func (p *Publisher) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		conn, err := amqp.Dial(p.url)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		p.session(conn)
+		conn.Close()
+	}
+}
+
+// session publishes on one connection until it fails or the publisher stops.
+func (p *Publisher) session(conn *amqp.Connection) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	if _, err := ch.QueueDeclare(p.queue, true, false, false, false, nil); err != nil {
+		return
+	}
+	if err := ch.Confirm(false); err != nil {
+		return
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p.mu.Lock()
+		p.attempted++
+		p.mu.Unlock()
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.queue, false, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, Body: []byte(fmt.Sprintf("publisher message %d", i)),
+		})
+		if err != nil {
+			cancel()
+			return
+		}
+		ok, err := dc.WaitContext(ctx)
+		cancel()
+		if err != nil || !ok {
+			return
+		}
+		p.mu.Lock()
+		now := time.Now()
+		if gap := now.Sub(p.lastOK); gap > p.maxGap {
+			p.maxGap = gap
+		}
+		p.lastOK = now
+		p.confirmed++
+		p.mu.Unlock()
+	}
+}
+
+// Stats returns the counts so far and the longest gap between confirms.
+func (p *Publisher) Stats() (confirmed, attempted int, maxGap time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.confirmed, p.attempted, p.maxGap
+}
+
+// ResetGap starts measuring the longest gap afresh.
+func (p *Publisher) ResetGap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.maxGap, p.lastOK = 0, time.Now()
+}
+
+// WaitConfirmed waits until at least n more messages are confirmed.
+func (p *Publisher) WaitConfirmed(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	start, _, _ := p.Stats()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, _, _ := p.Stats()
+		if c >= start+n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher confirmed %d messages in %s, want %d", c-start, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop stops publishing and returns the final counts.
+func (p *Publisher) Stop() (confirmed, attempted int) {
+	close(p.stop)
+	<-p.done
+	c, a, _ := p.Stats()
+	return c, a
 }

@@ -74,7 +74,7 @@ func newE2EStack(t *testing.T, name string, cfg map[string]string, secrets map[s
 	cli := pulumiCLI(t)
 	ctx := context.Background()
 	state := t.TempDir()
-	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: filepath.Dir(filepath.Dir(cli)), SkipVersionCheck: true})
+	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: filepath.Dir(filepath.Dir(cli))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func RemoveStack(t testing.TB, prefix string) {
 func CreateNetwork(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	MustDocker(t, "network", "create", "--driver", "bridge",
-		"--subnet", cfg.Subnet.String(), "--gateway", cfg.Gateway.String(),
+		"--subnet", cfg.Subnet.String(), "--gateway", cfg.Gateway.String(), "--ip-range", cfg.DynamicRange().String(),
 		"--label", components.LabelStack+"="+cfg.Prefix, cfg.Prefix)
 }
 

@@ -1,0 +1,191 @@
+package tests
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/csv"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+)
+
+// testPKI is a CA and a server certificate for localhost and 127.0.0.1, as
+// the PKI component makes them.
+type testPKI struct {
+	pool      *x509.CertPool
+	serverPEM string // certificate, CA, key: HAProxy's crt bundle
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	bundle := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) +
+		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})) +
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	return testPKI{pool: pool, serverPEM: bundle}
+}
+
+// TestIntegrationHAProxy runs the rendered haproxy.cfg in the local HAProxy
+// image in front of a real 3-node cluster: AMQP and verified AMQPS reach the
+// cluster, the stats page needs its password, and a killed node is marked
+// down with its clients' sessions shut at once.
+func TestIntegrationHAProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
+	}
+	RequireImages(t, RabbitMQ3Image, HAProxyImage)
+	cfg := TestConfig(t, "rmqha-it-haproxy", RabbitMQ3Image, "10.231.3.0/24", 47300, nil)
+	RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+	startCluster(t, cfg, RabbitMQ3Image)
+
+	pki := newTestPKI(t)
+	spec, err := components.HAProxySpec(cfg, pki.serverPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	RunSpec(t, spec, HAProxyImage, cfg.Prefix)
+	WaitHealthy(t, spec.Name, time.Minute)
+	e := components.EndpointsOf(cfg)
+	admin := func(u string) string { return WithUser(u, cfg.AdminUser, TestAdminPassword) }
+
+	// AMQP through HAProxy.
+	conn := Dial(t, admin(e.AMQP), nil, 30*time.Second)
+	if got := PublishConfirmed(t, conn, "it-haproxy", 50, nil); got != 50 {
+		t.Errorf("confirmed %d of 50 through HAProxy", got)
+	}
+	conn.Close()
+
+	// AMQPS, verified against the CA and the server name; TLS 1.1 is refused.
+	tlsConf := &tls.Config{RootCAs: pki.pool, ServerName: "localhost"}
+	tconn := Dial(t, admin(e.AMQPS), tlsConf, 30*time.Second)
+	if got := Drain(t, tconn, "it-haproxy"); got != 50 {
+		t.Errorf("consumed %d of 50 over AMQPS", got)
+	}
+	tconn.Close()
+	if c, err := amqp.DialTLS(admin(e.AMQPS), &tls.Config{RootCAs: pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+		c.Close()
+		t.Error("HAProxy accepted TLS 1.1")
+	}
+	if c, err := amqp.DialTLS(admin(e.AMQPS), &tls.Config{ServerName: "localhost"}); err == nil {
+		c.Close()
+		t.Error("AMQPS verified without the stack's CA")
+	}
+
+	// The stats page: 401 without the password, every server UP with it.
+	if resp, err := http.Get(e.Stats); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("stats page without auth: %v %v", resp, err)
+	}
+	if st := serverStates(t, e.Stats, cfg.StatsUser); st[cfg.NodeName(1)] != "UP" {
+		t.Errorf("server states = %v", st)
+	}
+
+	// Kill node 1. leastconn spreads three connections over the three nodes;
+	// exactly the one on node 1 must be shut soon after the kill.
+	var conns []*amqp.Connection
+	var closed []chan *amqp.Error
+	for range 3 {
+		c := Dial(t, admin(e.AMQP), nil, 30*time.Second)
+		conns = append(conns, c)
+		closed = append(closed, c.NotifyClose(make(chan *amqp.Error, 1)))
+	}
+	killed := time.Now()
+	MustDocker(t, "kill", cfg.NodeName(1))
+	shut := 0
+	deadline := time.After(8 * time.Second)
+	for i := 0; i < len(conns) && shut == 0; {
+		select {
+		case <-closed[i]:
+			shut++
+			t.Logf("a client of the killed node was disconnected after %s", time.Since(killed).Round(10*time.Millisecond))
+		case <-time.After(50 * time.Millisecond):
+			i = (i + 1) % len(conns)
+		case <-deadline:
+			t.Fatal("no client of the killed node was disconnected within 8 s")
+		}
+	}
+	time.Sleep(2 * time.Second)
+	open := 0
+	for _, c := range conns {
+		if !c.IsClosed() {
+			open++
+			c.Close()
+		}
+	}
+	if open != 2 {
+		t.Errorf("%d connections open after the kill, want the 2 on live nodes", open)
+	}
+	if st := serverStates(t, e.Stats, cfg.StatsUser); !strings.HasPrefix(st[cfg.NodeName(1)], "DOWN") {
+		t.Errorf("killed node state = %q, want DOWN", st[cfg.NodeName(1)])
+	}
+	// Publishing through HAProxy goes on.
+	conn = Dial(t, admin(e.AMQP), nil, 10*time.Second)
+	if got := PublishConfirmed(t, conn, "it-haproxy", 20, nil); got != 20 {
+		t.Errorf("confirmed %d of 20 after the kill", got)
+	}
+	conn.Close()
+}
+
+// serverStates reads the AMQP backend's server states from the stats CSV.
+func serverStates(t *testing.T, statsURL, user string) map[string]string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, statsURL+";csv", nil)
+	req.SetBasicAuth(user, TestStatsPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stats page: %s", resp.Status)
+	}
+	r := csv.NewReader(resp.Body)
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, row := range rows {
+		if len(row) > 17 && row[0] == "rabbitmq_amqp" {
+			states[row[1]] = row[17]
+		}
+	}
+	return states
+}
