@@ -24,11 +24,11 @@ const (
 	TestStatsPassword = "it-stats-Passw0rd"
 )
 
-// TestConfig is a valid config for an integration test: its own prefix,
+// TestValues are the plain config values of a test stack: its own prefix,
 // subnet and port range, so tests never collide with each other or a stack.
-func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra map[string]string) *config.Config {
-	t.Helper()
-	v := map[string]string{
+// Ports: AMQP portBase, AMQPS +1, stats +2, management +3, nodes +10...
+func TestValues(prefix, image, subnet string, portBase int) map[string]string {
+	return map[string]string{
 		config.KeyPrefix:           prefix,
 		config.KeyRabbitMQImage:    image,
 		config.KeyHAProxyImage:     HAProxyImage,
@@ -38,16 +38,30 @@ func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra 
 		config.KeyStatsPort:        strconv.Itoa(portBase + 2),
 		config.KeyManagementPort:   strconv.Itoa(portBase + 3),
 		config.KeyNodeAMQPPortBase: strconv.Itoa(portBase + 10),
-		config.KeyErlangCookie:     TestCookie,
-		config.KeyAdminPassword:    TestAdminPassword,
-		config.KeyStatsPassword:    TestStatsPassword,
+	}
+}
+
+// TestSecrets are the secret config values of a test stack.
+func TestSecrets() map[string]string {
+	return map[string]string{
+		config.KeyErlangCookie:  TestCookie,
+		config.KeyAdminPassword: TestAdminPassword,
+		config.KeyStatsPassword: TestStatsPassword,
+	}
+}
+
+// TestConfig is a valid, loaded config for an integration test.
+func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra map[string]string) *config.Config {
+	t.Helper()
+	v := TestValues(prefix, image, subnet, portBase)
+	secrets := map[string]bool{}
+	for k, val := range TestSecrets() {
+		v[k], secrets[k] = val, true
 	}
 	for k, val := range extra {
 		v[k] = val
 	}
-	cfg, _, err := config.Load(config.MapSource{Values: v, Secrets: map[string]bool{
-		config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true, config.KeyUsers: true,
-	}}, "rabbitmq-ha", "it")
+	cfg, _, err := config.Load(config.MapSource{Values: v, Secrets: secrets}, "rabbitmq-ha", "it")
 	if err != nil {
 		t.Fatalf("test config: %v", err)
 	}

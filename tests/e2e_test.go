@@ -69,6 +69,29 @@ type e2eStack struct {
 	prefix string
 }
 
+// startE2E prepares an end-to-end test: skips under -short or without the
+// CLI and plugins, checks the images, cleans the prefix before and after,
+// and returns the configured stack.
+func startE2E(t *testing.T, name, prefix, image, subnet string, portBase int, extra, extraSecrets map[string]string) e2eStack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
+	}
+	RequireImages(t, image, HAProxyImage)
+	cfg := TestValues(prefix, image, subnet, portBase)
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	secrets := TestSecrets()
+	for k, v := range extraSecrets {
+		secrets[k] = v
+	}
+	s := newE2EStack(t, name, cfg, secrets)
+	RemoveStack(t, prefix)
+	t.Cleanup(func() { RemoveStack(t, prefix) })
+	return s
+}
+
 func newE2EStack(t *testing.T, name string, cfg map[string]string, secrets map[string]string) e2eStack {
 	t.Helper()
 	cli := pulumiCLI(t)
@@ -115,6 +138,20 @@ func (s e2eStack) up(t *testing.T) auto.UpResult {
 	return res
 }
 
+// expectNoChanges runs `pulumi preview` and fails on any change.
+func (s e2eStack) expectNoChanges(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	pre, err := s.Preview(context.Background(), optpreview.Diff())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed := changes(pre.ChangeSummary); changed != "" {
+		t.Errorf("preview after up shows changes: %s\n%s", changed, pre.StdOut)
+	}
+	t.Logf("no-change preview took %s", time.Since(start).Round(100*time.Millisecond))
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -127,30 +164,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 // TestIntegrationE2EMirrored runs the real program: up, checks with
 // amqp091-go against the real cluster, node loss, idempotence, destroy.
 func TestIntegrationE2EMirrored(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
-	}
-	RequireImages(t, RabbitMQ3Image, HAProxyImage)
 	const prefix = "rmqha-e2e"
-	RemoveStack(t, prefix)
-	t.Cleanup(func() { RemoveStack(t, prefix) })
-	s := newE2EStack(t, "e2e-mirrored", map[string]string{
-		"prefix":           prefix,
-		"rabbitmqImage":    RabbitMQ3Image,
-		"haproxyImage":     HAProxyImage,
-		"subnet":           "10.231.2.0/24",
-		"amqpPort":         "47200",
-		"amqpsPort":        "47201",
-		"statsPort":        "47202",
-		"managementPort":   "47203",
-		"nodeAmqpPortBase": "47210",
-		"vhosts":           `["/","orders"]`,
-	}, map[string]string{
-		"erlangCookie":  TestCookie,
-		"adminPassword": TestAdminPassword,
-		"statsPassword": TestStatsPassword,
-		"users":         `[{"name":"app","password":"app-user-Passw0rd","tags":["management"],"permissions":[{"vhost":"orders","configure":".*","write":".*","read":".*"}]}]`,
-	})
+	s := startE2E(t, "e2e-mirrored", prefix, RabbitMQ3Image, "10.231.2.0/24", 47200,
+		map[string]string{"vhosts": `["/","orders"]`},
+		map[string]string{"users": `[{"name":"app","password":"app-user-Passw0rd","tags":["management"],"permissions":[{"vhost":"orders","configure":".*","write":".*","read":".*"}]}]`})
 	res := s.up(t)
 	out := func(k string) auto.OutputValue { return res.Outputs[k] }
 	if !out("adminAmqpUrl").Secret || out("amqpUrl").Secret {
@@ -211,30 +228,77 @@ func TestIntegrationE2EMirrored(t *testing.T) {
 	direct.Close()
 
 	// Idempotence: preview after up, and a second up, change nothing.
-	pre, err := s.Preview(context.Background(), optpreview.Diff())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if changed := changes(pre.ChangeSummary); changed != "" {
-		t.Errorf("preview after up shows changes: %s", changed)
-	}
+	s.expectNoChanges(t)
 	if again := s.up(t); changes(*again.Summary.ResourceChanges) != "" {
 		t.Errorf("second up changed: %v", *again.Summary.ResourceChanges)
 	}
 
-	// Node loss: kill a non-first node, then the first; no confirmed message is lost.
+	// Node loss: a publisher with confirms runs through HAProxy while a
+	// non-first node, then the first node, is killed and started again.
 	admin := WithUser(amqpURL, "admin", TestAdminPassword)
-	total := n
+	const stream = "e2e-stream"
+	pub := StartPublisher(admin, stream)
+	pub.WaitConfirmed(t, 100, 30*time.Second)
 	for _, victim := range []string{prefix + "-node-1", prefix + "-node-0"} {
+		pub.ResetGap()
 		MustDocker(t, "kill", victim)
-		conn := Dial(t, admin, nil, 30*time.Second)
-		total += PublishConfirmed(t, conn, queue, 100, nil)
-		conn.Close()
+		pub.WaitConfirmed(t, 100, 30*time.Second) // publishing resumed
+		_, _, gap := pub.Stats()
+		t.Logf("killed %s: longest gap between confirms %s", victim, gap.Round(10*time.Millisecond))
 		MustDocker(t, "start", victim)
 		WaitHealthy(t, victim, 3*time.Minute)
 		WaitRunning(t, prefix+"-node-2", 3, 2*time.Minute)
+		if logs := Logs(t, victim); strings.Contains(logs, "joining") {
+			t.Errorf("%s joined again after a restart (a reset):\n%s", victim, logs)
+		}
 	}
-	expectDepth(t, admin, queue, total)
+	confirmed, attempted := pub.Stop()
+	depthOf := func(q string) int {
+		c := Dial(t, admin, nil, 30*time.Second)
+		defer c.Close()
+		return QueueDepth(t, c, q)
+	}
+	if d := depthOf(stream); d < confirmed || d > attempted {
+		t.Errorf("%s holds %d messages; %d were confirmed, %d attempted", stream, d, confirmed, attempted)
+	}
+	t.Logf("node loss: %d confirmed, %d attempted, %d in the queue", confirmed, attempted, depthOf(stream))
+	streamDepth := depthOf(stream)
+
+	// Every node restarted at once: the cluster re-forms, the messages stay.
+	nodeNames := []string{prefix + "-node-0", prefix + "-node-1", prefix + "-node-2"}
+	MustDocker(t, append([]string{"stop"}, nodeNames...)...)
+	MustDocker(t, append([]string{"start"}, nodeNames...)...)
+	for _, n := range nodeNames {
+		WaitHealthy(t, n, 5*time.Minute)
+	}
+	WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
+	expectDepth(t, admin, queue, n)
+	expectDepth(t, admin, stream, streamDepth)
+
+	// Scale 3 -> 5 -> 3 by config: new nodes join, removed nodes are
+	// forgotten, no existing node is re-created, no message is lost.
+	scale := func(nodes int) auto.UpResult {
+		if err := s.SetConfig(context.Background(), "rabbitmq-ha:nodes", auto.ConfigValue{Value: fmt.Sprint(nodes)}); err != nil {
+			t.Fatal(err)
+		}
+		return s.up(t)
+	}
+	res5 := scale(5)
+	if r := (*res5.Summary.ResourceChanges)["replace"]; r > 2 {
+		t.Errorf("scaling up replaced %d resources, want only HAProxy and the forget job", r)
+	}
+	WaitRunning(t, nodeNames[0], 5, 2*time.Minute)
+	scale(3)
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(GetClusterStatus(t, nodeNames[0]).Members()) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("removed nodes not forgotten: %+v", GetClusterStatus(t, nodeNames[0]))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	expectDepth(t, admin, queue, n)
+	expectDepth(t, admin, stream, streamDepth)
+	s.expectNoChanges(t)
 
 	// Destroy leaves no container, network or volume of the stack.
 	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
@@ -274,5 +338,62 @@ func mgmt(t *testing.T, base, path string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIntegrationE2EQuorum runs the real program on the RabbitMQ 4.0 image in
+// HA mode quorum, with volumes kept on destroy.
+func TestIntegrationE2EQuorum(t *testing.T) {
+	const prefix = "rmqha-e2e-quorum"
+	s := startE2E(t, "e2e-quorum", prefix, RabbitMQ4Image, "10.231.4.0/24", 47400,
+		map[string]string{"retainVolumes": "true"}, nil)
+	res := s.up(t)
+	if mode := res.Outputs["haMode"].Value; mode != "quorum" {
+		t.Errorf("haMode = %v, want quorum (derived from the 4.0 tag)", mode)
+	}
+	WaitRunning(t, prefix+"-node-0", 3, time.Minute)
+	mgmtURL := res.Outputs["managementUrl"].Value.(string)
+	var policies []struct {
+		Name    string `json:"name"`
+		ApplyTo string `json:"apply-to"`
+	}
+	mgmt(t, mgmtURL, "/api/policies", &policies)
+	if len(policies) != 1 || policies[0].Name != components.QuorumPolicy || policies[0].ApplyTo != "quorum_queues" {
+		t.Errorf("policies = %+v", policies)
+	}
+
+	// A queue declared without a type is a quorum queue, and survives a node loss.
+	admin := WithUser(res.Outputs["amqpUrl"].Value.(string), "admin", TestAdminPassword)
+	const queue = "e2e-plain"
+	pub := StartPublisher(admin, queue)
+	pub.WaitConfirmed(t, 100, 30*time.Second)
+	var q struct {
+		Type string `json:"type"`
+	}
+	mgmt(t, mgmtURL, "/api/queues/%2F/"+queue, &q)
+	if q.Type != "quorum" {
+		t.Errorf("a plainly declared queue is %q, want quorum", q.Type)
+	}
+	MustDocker(t, "kill", prefix+"-node-1")
+	pub.WaitConfirmed(t, 100, 30*time.Second)
+	confirmed, attempted := pub.Stop()
+	conn := Dial(t, admin, nil, 30*time.Second)
+	if d := QueueDepth(t, conn, queue); d < confirmed || d > attempted {
+		t.Errorf("%s holds %d messages; %d were confirmed, %d attempted", queue, d, confirmed, attempted)
+	}
+	conn.Close()
+	MustDocker(t, "start", prefix+"-node-1")
+	WaitHealthy(t, prefix+"-node-1", 3*time.Minute)
+
+	// Destroy removes containers and network, and keeps the volumes as configured.
+	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	filter := "label=" + components.LabelStack + "=" + prefix
+	if left := MustDocker(t, "ps", "-aq", "--filter", filter); left != "" {
+		t.Errorf("containers left after destroy: %s", left)
+	}
+	if kept := strings.Fields(MustDocker(t, "volume", "ls", "-q", "--filter", filter)); len(kept) != 3 {
+		t.Errorf("volumes after destroy with retainVolumes = %v, want the 3 node volumes", kept)
 	}
 }

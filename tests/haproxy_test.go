@@ -151,8 +151,17 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if open != 2 {
 		t.Errorf("%d connections open after the kill, want the 2 on live nodes", open)
 	}
-	if st := serverStates(t, e.Stats, cfg.StatsUser); !strings.HasPrefix(st[cfg.NodeName(1)], "DOWN") {
-		t.Errorf("killed node state = %q, want DOWN", st[cfg.NodeName(1)])
+	// HAProxy marks it down after two failed checks (inter 1s, fastinter 500ms, timeout check 1s).
+	for {
+		st := serverStates(t, e.Stats, cfg.StatsUser)[cfg.NodeName(1)]
+		if strings.HasPrefix(st, "DOWN") {
+			t.Logf("HAProxy marked the killed node down after %s", time.Since(killed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Since(killed) > 6*time.Second {
+			t.Fatalf("killed node state = %q 6 s after the kill, want DOWN", st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// Publishing through HAProxy goes on.
 	conn = Dial(t, admin(e.AMQP), nil, 10*time.Second)
