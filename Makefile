@@ -48,9 +48,12 @@ stack: $(PULUMI)
 			$(PULUMI) config set --secret $$key --stack $(STACK); \
 	done
 
-## test: the README's test command; CI runs it through .ci/run
+## test: the README's test command; CI runs it through .ci/run. The
+## container tests run verbosely, so a long run reports each test and its
+## measurements as it goes.
 test: lint $(PULUMI)
-	go test -count=1 -timeout 80m ./...
+	go test -count=1 $$(go list ./... | grep -v /tests$$)
+	go test -count=1 -timeout 80m -v ./tests
 
 ## unit: the tests that need neither Docker nor plugins
 unit:
@@ -59,6 +62,7 @@ unit:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: format the files above"; exit 1; }
 	go vet ./...
+	shellcheck images/build.sh images/*/docker-entrypoint.sh .ci/run
 
 ci:
 	bash .ci/run

@@ -202,6 +202,9 @@ func TestNodeInputs(t *testing.T) {
 		if (i > 0) != strings.Contains(conf, "classic_config.nodes.1 = rabbit@rabbitmq-ha-dev-node-0") {
 			t.Errorf("node %d: seed peer discovery only on nodes after the seed:\n%s", i, conf)
 		}
+		if plugins, _, _ := upload(t, c, render.EnabledPluginsPath); plugins != "[rabbitmq_management,rabbitmq_prometheus].\n" {
+			t.Errorf("node %d enabled_plugins = %q", i, plugins)
+		}
 		if cookie, mode, secret := upload(t, c, render.CookieUploadPath); cookie != testCookie || !secret || mode != "0400" {
 			t.Errorf("node %d cookie upload: secret %v mode %s", i, secret, mode)
 		}

@@ -95,12 +95,15 @@ func NodeSpec(cfg *config.Config, i int) (ContainerSpec, error) {
 	}
 	host := cfg.NodeName(i)
 	return ContainerSpec{
-		Name:       host,
-		Hostname:   host,
-		Command:    render.NodeCommand(cfg.NodeTypes[i]),
-		IP:         cfg.NodeIPs[i].String(),
-		Ports:      []PortSpec{{cfg.HostIP.String(), render.AMQPPort, cfg.Ports.NodeAMQP(i)}},
-		Files:      append([]FileSpec{{Path: render.RabbitMQConfPath, Content: conf, Mode: "0644"}}, shared...),
+		Name:     host,
+		Hostname: host,
+		Command:  render.NodeCommand(cfg.NodeTypes[i]),
+		IP:       cfg.NodeIPs[i].String(),
+		Ports:    []PortSpec{{cfg.HostIP.String(), render.AMQPPort, cfg.Ports.NodeAMQP(i)}},
+		Files: append([]FileSpec{
+			{Path: render.RabbitMQConfPath, Content: conf, Mode: "0644"},
+			{Path: render.EnabledPluginsPath, Content: render.EnabledPlugins, Mode: "0644"},
+		}, shared...),
 		Volume:     VolumeName(cfg, i),
 		VolumePath: dataPath,
 		Health: &HealthSpec{

@@ -8,7 +8,8 @@
 #      official image's contract (docker-library/rabbitmq, docker-library/haproxy).
 #
 # The tags name the packaged versions and end in -local, e.g. rabbitmq:3.10-local.
-# An image that already exists is not rebuilt; FORCE=1 rebuilds.
+# An image that already exists is not rebuilt, unless its layer's files
+# changed (a hash of them is a label of the image); FORCE=1 rebuilds all.
 set -euo pipefail
 
 suite=${1:?usage: build.sh SUITE (bookworm or trixie)}
@@ -54,14 +55,17 @@ pkgver() {
 
 # Step 3: the thin layers.
 build() {
-	local tag=$1 dir=$2
-	if [ "${FORCE:-0}" != 1 ] && exists "$tag"; then
+	local tag=$1 dir=$2 hash
+	hash=$(cd "$dir" && sha256sum -- * | sha256sum | cut -c1-16)
+	if [ "${FORCE:-0}" != 1 ] && exists "$tag" &&
+		[ "$(docker image inspect -f '{{index .Config.Labels "org.rabbitmq-ha.layer"}}' "$tag")" = "$hash" ]; then
 		log "$tag exists"
 		return
 	fi
 	log "docker build $tag"
 	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" \
-		--label "org.rabbitmq-ha.suite=$suite" -t "$tag" "$dir" >/dev/null
+		--label "org.rabbitmq-ha.suite=$suite" --label "org.rabbitmq-ha.layer=$hash" \
+		-t "$tag" "$dir" >/dev/null 2>&1
 }
 
 build "rabbitmq:$(pkgver rabbitmq-server)-local" "$here/rabbitmq"

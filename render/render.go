@@ -25,6 +25,8 @@ const (
 	// RabbitMQConfPath is the generated rabbitmq.conf, read after the
 	// image's own conf.d/10-defaults.conf.
 	RabbitMQConfPath = "/etc/rabbitmq/conf.d/20-rabbitmq-ha.conf"
+	// EnabledPluginsPath lists the plugins every node runs.
+	EnabledPluginsPath = "/etc/rabbitmq/enabled_plugins"
 	// SecretsConfPath holds the admin credentials; the script makes it
 	// readable by rabbitmq alone.
 	SecretsConfPath = "/etc/rabbitmq/conf.d/90-rabbitmq-ha-secrets.conf"
@@ -45,6 +47,11 @@ const (
 	PrometheusPort = 15692 // rabbitmq_prometheus
 	StatsPort      = 1080  // HAProxy stats page, as in the recipe
 )
+
+// EnabledPlugins is the enabled_plugins file: management (the UI and the API
+// pulumi-rabbitmq uses) and prometheus (metrics on :15692). Written by the
+// stack, not left to the image, so every image runs the same plugins.
+const EnabledPlugins = "[rabbitmq_management,rabbitmq_prometheus].\n"
 
 func execute(t *template.Template, data any) (string, error) {
 	var b bytes.Buffer

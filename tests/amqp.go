@@ -249,7 +249,9 @@ func (p *Publisher) run() {
 			return
 		default:
 		}
-		conn, err := amqp.Dial(p.url)
+		// The queue's name names the connection, so a test can find the node
+		// behind it (rabbitmqctl list_connections node client_properties).
+		conn, err := amqp.DialConfig(p.url, amqp.Config{Properties: amqp.Table{"connection_name": p.queue}})
 		if err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue

@@ -73,6 +73,10 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	if env := MustDocker(t, "inspect", "-f", "{{json .Config.Env}}", node(1)); strings.Contains(env, TestCookie) {
 		t.Error("the cookie is in the container's environment")
 	}
+	// The stack's enabled_plugins: management and prometheus.
+	if plugins := MustDocker(t, "exec", node(2), "rabbitmq-plugins", "-q", "list", "--enabled", "--minimal"); !strings.Contains(plugins, "rabbitmq_management") || !strings.Contains(plugins, "rabbitmq_prometheus") {
+		t.Errorf("enabled plugins = %q", plugins)
+	}
 	// guest does not exist: the admin user replaced it.
 	if users := MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "list_users"); strings.Contains(users, "guest") || !strings.Contains(users, cfg.AdminUser) {
 		t.Errorf("users = %q, want %s and no guest", users, cfg.AdminUser)

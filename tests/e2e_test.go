@@ -152,10 +152,11 @@ func (s e2eStack) expectNoChanges(t *testing.T) {
 	t.Logf("no-change preview took %s", time.Since(start).Round(100*time.Millisecond))
 }
 
+// testWriter logs Pulumi's progress when RABBITMQ_HA_TEST_PROGRESS=1.
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	if testing.Verbose() {
+	if os.Getenv("RABBITMQ_HA_TEST_PROGRESS") == "1" {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
