@@ -10,7 +10,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 PULUMI := bin/pulumi
 
-.PHONY: up preview destroy images test unit integration lint ci clean
+.PHONY: up preview destroy images test unit integration lint ci clean bench
 
 ## up: build the images and the CLI, create the stack with generated secrets, pulumi up
 up: images $(PULUMI) stack
@@ -63,6 +63,11 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: format the files above"; exit 1; }
 	go vet ./...
 	shellcheck images/build.sh images/*/docker-entrypoint.sh .ci/run
+
+## bench: the stack against the docker-compose recipe; writes docs/BENCHMARKS.md
+bench: images $(PULUMI)
+	@command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
+	go run ./bench
 
 ci:
 	bash .ci/run

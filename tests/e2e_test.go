@@ -20,42 +20,17 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 )
 
-// requiredPlugins are the provider plugins the program needs, at the
-// versions of the SDKs in go.mod.
-var requiredPlugins = []struct{ name, version string }{
-	{"docker", "4.10.0"},
-	{"tls", "5.2.0"},
-	{"rabbitmq", "3.3.1"},
-}
-
-// pulumiCLI returns the project-local CLI (make bin/pulumi), or skips the
-// test naming exactly what is missing: the CLI or a provider plugin.
+// pulumiCLI returns the project-local CLI, or skips the test naming exactly
+// what is missing: the CLI or a provider plugin.
 func pulumiCLI(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	cli := filepath.Join(root, "bin", "pulumi")
-	var missing []string
-	if _, err := os.Stat(cli); err != nil {
-		missing = append(missing, cli+" (run `make bin/pulumi`)")
-	}
-	home := os.Getenv("PULUMI_HOME")
-	if home == "" {
-		h, _ := os.UserHomeDir()
-		home = filepath.Join(h, ".pulumi")
-	}
-	for _, p := range requiredPlugins {
-		bin := filepath.Join(home, "plugins", fmt.Sprintf("resource-%s-v%s", p.name, p.version), "pulumi-resource-"+p.name)
-		if _, err := os.Stat(bin); err != nil {
-			missing = append(missing, fmt.Sprintf("provider plugin resource-%s v%s (%s)", p.name, p.version, bin))
-		}
-	}
+	cli, missing := PulumiMissing(filepath.Dir(filepath.Dir(file)))
 	if len(missing) > 0 {
 		t.Skipf("end-to-end test needs: %s. On a machine with a registry, `pulumi plugin install` fetches the plugins; here they are not in the Go module proxy.", strings.Join(missing, "; "))
 	}
@@ -94,34 +69,8 @@ func startE2E(t *testing.T, name, prefix, image, subnet string, portBase int, ex
 
 func newE2EStack(t *testing.T, name string, cfg map[string]string, secrets map[string]string) e2eStack {
 	t.Helper()
-	cli := pulumiCLI(t)
-	ctx := context.Background()
-	state := t.TempDir()
-	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: filepath.Dir(filepath.Dir(cli))})
+	s, err := InlineStack(context.Background(), pulumiCLI(t), name, t.TempDir(), cfg, secrets)
 	if err != nil {
-		t.Fatal(err)
-	}
-	project := workspace.Project{Name: "rabbitmq-ha", Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
-	s, err := auto.UpsertStackInlineSource(ctx, name, "rabbitmq-ha", components.Program,
-		auto.Pulumi(cmd),
-		auto.Project(project),
-		auto.EnvVars(map[string]string{
-			"PULUMI_BACKEND_URL":                   "file://" + state,
-			"PULUMI_CONFIG_PASSPHRASE":             "e2e-test-passphrase",
-			"PULUMI_SKIP_UPDATE_CHECK":             "true",
-			"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	all := auto.ConfigMap{}
-	for k, v := range cfg {
-		all["rabbitmq-ha:"+k] = auto.ConfigValue{Value: v}
-	}
-	for k, v := range secrets {
-		all["rabbitmq-ha:"+k] = auto.ConfigValue{Value: v, Secret: true}
-	}
-	if err := s.SetAllConfig(ctx, all); err != nil {
 		t.Fatal(err)
 	}
 	return e2eStack{Stack: s, prefix: cfg["prefix"]}

@@ -1,16 +1,8 @@
 package tests
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/csv"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,46 +12,6 @@ import (
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 )
-
-// testPKI is a CA and a server certificate for localhost and 127.0.0.1, as
-// the PKI component makes them.
-type testPKI struct {
-	pool      *x509.CertPool
-	serverPEM string // certificate, CA, key: HAProxy's crt bundle
-}
-
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	bundle := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) +
-		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})) +
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	return testPKI{pool: pool, serverPEM: bundle}
-}
 
 // TestIntegrationHAProxy runs the rendered haproxy.cfg in the local HAProxy
 // image in front of a real 3-node cluster: AMQP and verified AMQPS reach the
@@ -75,8 +27,11 @@ func TestIntegrationHAProxy(t *testing.T) {
 	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
 	startCluster(t, cfg, RabbitMQ3Image)
 
-	pki := newTestPKI(t)
-	spec, err := components.HAProxySpec(cfg, pki.serverPEM)
+	pki, err := NewPKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := components.HAProxySpec(cfg, pki.ServerPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +48,13 @@ func TestIntegrationHAProxy(t *testing.T) {
 	conn.Close()
 
 	// AMQPS, verified against the CA and the server name; TLS 1.1 is refused.
-	tlsConf := &tls.Config{RootCAs: pki.pool, ServerName: "localhost"}
+	tlsConf := &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"}
 	tconn := Dial(t, admin(e.AMQPS), tlsConf, 30*time.Second)
 	if got := Drain(t, tconn, "it-haproxy"); got != 50 {
 		t.Errorf("consumed %d of 50 over AMQPS", got)
 	}
 	tconn.Close()
-	if c, err := amqp.DialTLS(admin(e.AMQPS), &tls.Config{RootCAs: pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+	if c, err := amqp.DialTLS(admin(e.AMQPS), &tls.Config{RootCAs: pki.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
 		c.Close()
 		t.Error("HAProxy accepted TLS 1.1")
 	}

@@ -9,11 +9,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
@@ -206,4 +211,64 @@ func Logs(t testing.TB, name string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// requiredPlugins are the provider plugins the program needs, at the
+// versions of the SDKs in go.mod.
+var requiredPlugins = []struct{ name, version string }{
+	{"docker", "4.10.0"},
+	{"tls", "5.2.0"},
+	{"rabbitmq", "3.3.1"},
+}
+
+// PulumiMissing returns the project-local CLI under root and what of the
+// real Pulumi run is missing: the CLI (`make bin/pulumi`) or a provider plugin.
+func PulumiMissing(root string) (cli string, missing []string) {
+	cli = filepath.Join(root, "bin", "pulumi")
+	if _, err := os.Stat(cli); err != nil {
+		missing = append(missing, cli+" (run `make bin/pulumi`)")
+	}
+	home := os.Getenv("PULUMI_HOME")
+	if home == "" {
+		h, _ := os.UserHomeDir()
+		home = filepath.Join(h, ".pulumi")
+	}
+	for _, p := range requiredPlugins {
+		bin := filepath.Join(home, "plugins", fmt.Sprintf("resource-%s-v%s", p.name, p.version), "pulumi-resource-"+p.name)
+		if _, err := os.Stat(bin); err != nil {
+			missing = append(missing, fmt.Sprintf("provider plugin resource-%s v%s (%s)", p.name, p.version, bin))
+		}
+	}
+	return cli, missing
+}
+
+// InlineStack returns a stack of the real program, components.Program, run
+// inline through the Automation API with the project-local CLI on a file://
+// backend in stateDir, with the given plain and secret config values.
+func InlineStack(ctx context.Context, cli, name, stateDir string, values, secrets map[string]string) (auto.Stack, error) {
+	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: filepath.Dir(filepath.Dir(cli))})
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	project := workspace.Project{Name: "rabbitmq-ha", Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
+	s, err := auto.UpsertStackInlineSource(ctx, name, "rabbitmq-ha", components.Program,
+		auto.Pulumi(cmd),
+		auto.Project(project),
+		auto.EnvVars(map[string]string{
+			"PULUMI_BACKEND_URL":                   "file://" + stateDir,
+			"PULUMI_CONFIG_PASSPHRASE":             "rabbitmq-ha-test-passphrase",
+			"PULUMI_SKIP_UPDATE_CHECK":             "true",
+			"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+		}))
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	all := auto.ConfigMap{}
+	for k, v := range values {
+		all["rabbitmq-ha:"+k] = auto.ConfigValue{Value: v}
+	}
+	for k, v := range secrets {
+		all["rabbitmq-ha:"+k] = auto.ConfigValue{Value: v, Secret: true}
+	}
+	return s, s.SetAllConfig(ctx, all)
 }

@@ -1,0 +1,168 @@
+// Command bench measures the stack against the classic docker-compose recipe
+// (bench/baseline), side by side, on the same local images: time to a ready
+// cluster, a no-change preview, failover, throughput and memory. It prints
+// one table and the machine it ran on, and writes docs/BENCHMARKS.md and a
+// chart. Run it with `make bench`.
+//
+// The Pulumi parts need the provider plugins; without them the bench says so
+// and still runs the baseline and the plugin-free parts.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+)
+
+func main() {
+	runs := flag.Int("runs", 3, "time-to-ready runs of each side (the median is reported)")
+	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
+	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+
+	r := &report{machine: machine(), runs: *runs, duration: *duration}
+	cert, err := tests.NewPKI()
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	log.Printf("baseline: %d runs of `docker-compose up` until ready", *runs)
+	base := newBaseline(cert)
+	for i := 0; i < *runs; i++ {
+		d, err := base.upUntilReady()
+		if err != nil {
+			log.Fatalf("baseline run %d: %v", i+1, err)
+		}
+		log.Printf("baseline run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
+		r.baselineReady = append(r.baselineReady, d)
+		if i < *runs-1 {
+			base.down()
+		}
+	}
+	log.Print("baseline: failover")
+	r.baselineFailover = failover(base.endpoints())
+	base.down()
+
+	ours, skip := newOurs()
+	if skip != "" {
+		log.Printf("ours: skipped, %s", skip)
+		r.skipped = skip
+	} else {
+		for i := 0; i < *runs; i++ {
+			d, err := ours.upUntilReady()
+			if err != nil {
+				log.Fatalf("ours run %d: %v", i+1, err)
+			}
+			log.Printf("ours run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
+			r.oursReady = append(r.oursReady, d)
+			if i < *runs-1 {
+				ours.destroy()
+			}
+		}
+		r.preview, r.previewChanges = ours.preview()
+		e := ours.endpoints()
+		log.Print("ours: memory while idle")
+		r.idleMemory = memory(e.prefix)
+		log.Printf("ours: throughput, %s each", *duration)
+		r.throughput, r.loadMemory = throughputRuns(e, *duration)
+		log.Print("ours: failover")
+		r.oursFailover = failover(e)
+		ours.destroy()
+	}
+
+	text := r.markdown()
+	fmt.Print(text)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*out, "bench.svg"), []byte(r.svg()), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	doc := filepath.Join(*out, "BENCHMARKS.md")
+	old, _ := os.ReadFile(doc)
+	if err := os.WriteFile(doc, []byte(r.document(string(old), text)), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// endpoints is what the measurements need of a running cluster.
+type endpoints struct {
+	prefix      string   // container name prefix, to find the containers
+	nodes       []string // node container names
+	members     []string // their RabbitMQ node names
+	amqp, amqps string   // through HAProxy, with credentials
+	direct      []string // per node, with credentials
+	tls         *tls.Config
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// ready waits until every node is in cluster_status, the ha-all policy is
+// present, and a message published through HAProxy is consumed.
+func ready(ctx context.Context, e endpoints, policy string) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("not ready: %w", err)
+		}
+		if readyOnce(ctx, e, policy) {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func readyOnce(ctx context.Context, e endpoints, policy string) bool {
+	out, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	if err != nil {
+		return false
+	}
+	for _, n := range e.members {
+		if !strings.Contains(out, n) {
+			return false
+		}
+	}
+	if !strings.Contains(out, `"running_nodes":[`) || strings.Count(between(out, `"running_nodes":[`, "]"), "rabbit@") != len(e.members) {
+		return false
+	}
+	pol, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_policies")
+	if err != nil || !strings.Contains(pol, policy) {
+		return false
+	}
+	return roundTrip(e.amqp) == nil
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	if j := strings.Index(s, end); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
+
+func caPool(pem []byte) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AppendCertsFromPEM(pem)
+	return p
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+)
+
+// Where each side runs: subnets and ports of their own, so neither collides
+// with the other, a dev stack or the tests.
+const (
+	baselineProject = "rmqha-baseline"
+	baselineNet     = "10.232"
+	baselinePrefix  = "4" // ports 46729 (AMQP), 46671 (AMQPS), 4672x (nodes)
+	oursPrefix      = "rmqha-bench"
+	oursSubnet      = "10.233.0.0/24"
+	oursPortBase    = 48000
+	readyTimeout    = 5 * time.Minute
+)
+
+// baseline is the docker-compose recipe in bench/baseline.
+type baseline struct {
+	dir  string
+	cert tests.PKI
+}
+
+func newBaseline(cert tests.PKI) *baseline {
+	dir, err := os.MkdirTemp("", "rmqha-baseline-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, f := range []string{"docker-compose.yml", "haproxy.cfg", "node0-entrypoint.sh", "cluster-entrypoint.sh"} {
+		b, err := os.ReadFile(filepath.Join("bench", "baseline", f))
+		if err != nil {
+			log.Fatal(err)
+		}
+		must(os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	must(os.WriteFile(filepath.Join(dir, "erlang.cookie"), []byte(tests.TestCookie), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "server.pem"), []byte(cert.ServerPEM), 0o644))
+	return &baseline{dir: dir, cert: cert}
+}
+
+// compose runs docker-compose (Debian's package) on the recipe, with the
+// subnet and ports moved off the recipe's.
+func (b *baseline) compose(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker-compose", append([]string{"-p", baselineProject, "-f", filepath.Join(b.dir, "docker-compose.yml")}, args...)...)
+	cmd.Env = append(os.Environ(), "BASELINE_NET="+baselineNet, "BASELINE_PORT_PREFIX="+baselinePrefix)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker-compose %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (b *baseline) endpoints() endpoints {
+	e := endpoints{
+		prefix: baselineProject,
+		amqp:   "amqp://guest:guest@127.0.0.1:" + baselinePrefix + "6729/",
+		amqps:  "amqps://guest:guest@localhost:" + baselinePrefix + "6671/",
+		tls:    &tls.Config{RootCAs: b.cert.Pool, ServerName: "localhost"},
+	}
+	for i := range 3 {
+		e.nodes = append(e.nodes, fmt.Sprintf("%s_rmqha_node%d_1", baselineProject, i))
+		e.members = append(e.members, fmt.Sprintf("rabbit@rmqha_node%d", i))
+		e.direct = append(e.direct, fmt.Sprintf("amqp://guest:guest@127.0.0.1:%s672%d/", baselinePrefix, i))
+	}
+	return e
+}
+
+// upUntilReady runs `compose up` and the recipe's one manual step, the
+// ha-all policy by rabbitmqctl, until the cluster is ready.
+func (b *baseline) upUntilReady() (time.Duration, error) {
+	b.down()
+	start := time.Now()
+	if err := b.compose("up", "-d"); err != nil {
+		return 0, err
+	}
+	e := b.endpoints()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for {
+		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", "ha-all", "^", `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("set_policy: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := ready(ctx, e, components.MirroredPolicy); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func (b *baseline) down() {
+	if err := b.compose("down", "-v", "--remove-orphans"); err != nil {
+		log.Printf("baseline down: %v", err)
+	}
+}
+
+// ours is the stack, through the Automation API with the program compiled
+// into this binary.
+type ours struct {
+	stack auto.Stack
+	res   auto.UpResult
+}
+
+func newOurs() (*ours, string) {
+	cli, missing := tests.PulumiMissing(".")
+	if len(missing) > 0 {
+		return nil, "needs " + strings.Join(missing, "; ")
+	}
+	abs, _ := filepath.Abs(cli)
+	state, err := os.MkdirTemp("", "rmqha-bench-state-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	values := tests.TestValues(oursPrefix, tests.RabbitMQ3Image, oursSubnet, oursPortBase)
+	s, err := tests.InlineStack(context.Background(), abs, "bench", state, values, tests.TestSecrets())
+	if err != nil {
+		log.Fatal(err)
+	}
+	return &ours{stack: s}, ""
+}
+
+// upUntilReady runs `pulumi up` on an empty stack until the cluster is ready.
+func (o *ours) upUntilReady() (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := o.stack.Up(ctx)
+	if err != nil {
+		return 0, err
+	}
+	o.res = res
+	if err := ready(ctx, o.endpoints(), components.MirroredPolicy); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func (o *ours) endpoints() endpoints {
+	out := func(k string) string { return o.res.Outputs[k].Value.(string) }
+	admin := func(u string) string { return tests.WithUser(u, "admin", tests.TestAdminPassword) }
+	e := endpoints{
+		prefix: oursPrefix,
+		amqp:   admin(out("amqpUrl")),
+		amqps:  admin(out("amqpsUrl")),
+		tls:    &tls.Config{RootCAs: caPool([]byte(out("caCertPem"))), ServerName: "localhost"},
+	}
+	for i, u := range o.res.Outputs["nodeEndpoints"].Value.([]any) {
+		e.nodes = append(e.nodes, fmt.Sprintf("%s-node-%d", oursPrefix, i))
+		e.members = append(e.members, fmt.Sprintf("rabbit@%s-node-%d", oursPrefix, i))
+		e.direct = append(e.direct, admin(u.(string)))
+	}
+	return e
+}
+
+// preview times a `pulumi preview` of the up-to-date stack and counts its changes.
+func (o *ours) preview() (time.Duration, int) {
+	start := time.Now()
+	res, err := o.stack.Preview(context.Background(), optpreview.Diff())
+	if err != nil {
+		log.Fatalf("preview: %v", err)
+	}
+	d, n := time.Since(start), 0
+	for op, c := range res.ChangeSummary {
+		if op != apitype.OpSame {
+			n += c
+		}
+	}
+	return d, n
+}
+
+func (o *ours) destroy() {
+	if _, err := o.stack.Destroy(context.Background()); err != nil {
+		log.Fatalf("destroy: %v", err)
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
