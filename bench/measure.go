@@ -103,15 +103,18 @@ func waitConfirms(p *tests.Publisher, n int, timeout time.Duration) bool {
 
 // nodeOfConnection returns the container of the node serving a named connection.
 func nodeOfConnection(e endpoints, name string) string {
-	out, err := tests.Docker(context.Background(), nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_connections", "node", "client_properties")
+	// 3.10 has no "node" info key; a connection's pid names its node:
+	// <rabbit@host.1234.5678.0>.
+	out, err := tests.Docker(context.Background(), nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_connections", "pid", "client_properties")
 	if err != nil {
+		log.Printf("list_connections: %v", err)
 		return ""
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if !strings.Contains(line, name) {
 			continue
 		}
-		node := strings.Fields(line)[0]
+		node, _, _ := strings.Cut(strings.TrimPrefix(strings.Fields(line)[0], "<"), ".")
 		for i, m := range e.members {
 			if m == node {
 				return e.nodes[i]
@@ -212,6 +215,16 @@ func publishFor(conn *amqp.Connection, queue string, d time.Duration) (float64, 
 	if err := ch.Confirm(false); err != nil {
 		return 0, err
 	}
+	// A consumer drains the queue meanwhile, as in production: a backlog
+	// would soon raise the memory alarm and measure flow control instead.
+	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		for range deliveries {
+		}
+	}()
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, window))
 	body := make([]byte, 1024)
 	slots := make(chan struct{}, window)

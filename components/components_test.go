@@ -229,8 +229,8 @@ func TestNodeInputs(t *testing.T) {
 		if vol["containerPath"].StringValue() != "/var/lib/rabbitmq" || vol["volumeName"].StringValue() != host+"-data" {
 			t.Errorf("node %d volume = %v", i, vol)
 		}
-		if i > 0 && !containsSuffix(c.deps, "rabbitmq-node-0") {
-			t.Errorf("node %d does not depend on the seed: %v", i, c.deps)
+		if containsSuffix(c.deps, "rabbitmq-node-0") {
+			t.Errorf("node %d waits for the seed; nodes start together: %v", i, c.deps)
 		}
 	}
 	// The same script on every node, so scaling re-creates no node.

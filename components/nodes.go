@@ -29,9 +29,9 @@ type Nodes struct {
 	Names pulumi.StringArrayOutput `pulumi:"names"`
 }
 
-// NewNodes creates the nodes. Node 0 seeds the cluster: the other nodes are
-// created once it is healthy, so they join it at boot through peer
-// discovery instead of racing it.
+// NewNodes creates the nodes, all at once. Node 0 seeds the cluster; the
+// others join it at boot through peer discovery, retrying while it boots, so
+// the cluster forms in about one boot time, not one per node.
 func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.ResourceOption) (*Nodes, error) {
 	cfg := args.Config
 	n := &Nodes{}
@@ -67,11 +67,7 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 		a := containerArgs(spec, image.ImageId, args.Network, volume.Name, nil)
 		a.Wait = pulumi.Bool(true)
 		a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
-		containerOpts := []pulumi.ResourceOption{parent}
-		if i > 0 {
-			containerOpts = append(containerOpts, pulumi.DependsOn([]pulumi.Resource{n.Containers[0]}))
-		}
-		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, containerOpts...)
+		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, parent)
 		if err != nil {
 			return nil, wrap(spec.Name, err)
 		}

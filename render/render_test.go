@@ -136,7 +136,7 @@ func TestRabbitMQConf(t *testing.T) {
 	mustContain(t, other, "default_queue_type = quorum",
 		"cluster_formation.peer_discovery_backend = classic_config",
 		"cluster_formation.classic_config.nodes.1 = rabbit@s-node-0",
-		"cluster_formation.node_type = ram")
+		"cluster_formation.node_type = ram", "cluster_formation.discovery_retry_limit = 120")
 }
 
 func TestSecretsConf(t *testing.T) {
@@ -157,7 +157,7 @@ func TestClusterScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly SEED='rabbit@s-node-0'", "readonly PEER_PREFIX='s-node-'",
-		"await_startup", "join_cluster", "forget_cluster_node", "trap 'on_signal SIGTERM' TERM", "setpriv --reuid=rabbitmq",
+		"join_cluster", "forget_cluster_node", "trap 'on_signal SIGTERM' TERM", "setpriv --reuid=rabbitmq",
 		"install -o \"$owner\" -g \"$owner\" -m 0400")
 	if _, err := ClusterScript(ClusterData{}); err == nil {
 		t.Error("no error for empty data")

@@ -10,14 +10,13 @@ import (
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 )
 
-// startCluster runs a config's nodes with plain docker, in the stack's
-// order: the seed first, then the others together once it is healthy.
+// startCluster runs a config's nodes with plain docker as the stack does:
+// all at once, then waits until every one is healthy.
 func startCluster(t *testing.T, cfg *config.Config, image string) {
 	t.Helper()
 	CreateNetwork(t, cfg)
-	runNode(t, cfg, 0, image)
 	var wg sync.WaitGroup
-	for i := 1; i < cfg.Nodes; i++ {
+	for i := 0; i < cfg.Nodes; i++ {
 		spec, err := components.NodeSpec(cfg, i)
 		if err != nil {
 			t.Fatal(err)
