@@ -24,47 +24,49 @@ import (
 	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
+// lg is the bench's own logger: the Pulumi SDK redirects the standard one.
+var lg = log.New(os.Stderr, "bench ", log.Ltime)
+
 func main() {
 	runs := flag.Int("runs", 3, "time-to-ready runs of each side (the median is reported)")
 	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
 	flag.Parse()
-	log.SetFlags(log.Ltime)
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
 	cert, err := tests.NewPKI()
 	if err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 
-	log.Printf("baseline: %d runs of `docker-compose up` until ready", *runs)
+	lg.Printf("baseline: %d runs of `docker-compose up` until ready", *runs)
 	base := newBaseline(cert)
 	for i := 0; i < *runs; i++ {
 		d, err := base.upUntilReady()
 		if err != nil {
-			log.Fatalf("baseline run %d: %v", i+1, err)
+			lg.Fatalf("baseline run %d: %v", i+1, err)
 		}
-		log.Printf("baseline run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
+		lg.Printf("baseline run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
 		r.baselineReady = append(r.baselineReady, d)
 		if i < *runs-1 {
 			base.down()
 		}
 	}
-	log.Print("baseline: failover")
+	lg.Print("baseline: failover")
 	r.baselineFailover = failover(base.endpoints())
 	base.down()
 
 	ours, skip := newOurs()
 	if skip != "" {
-		log.Printf("ours: skipped, %s", skip)
+		lg.Printf("ours: skipped, %s", skip)
 		r.skipped = skip
 	} else {
 		for i := 0; i < *runs; i++ {
 			d, err := ours.upUntilReady()
 			if err != nil {
-				log.Fatalf("ours run %d: %v", i+1, err)
+				lg.Fatalf("ours run %d: %v", i+1, err)
 			}
-			log.Printf("ours run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
+			lg.Printf("ours run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
 			r.oursReady = append(r.oursReady, d)
 			if i < *runs-1 {
 				ours.destroy()
@@ -72,11 +74,11 @@ func main() {
 		}
 		r.preview, r.previewChanges = ours.preview()
 		e := ours.endpoints()
-		log.Print("ours: memory while idle")
+		lg.Print("ours: memory while idle")
 		r.idleMemory = memory(e.prefix)
-		log.Printf("ours: throughput, %s each", *duration)
+		lg.Printf("ours: throughput, %s each", *duration)
 		r.throughput, r.loadMemory = throughputRuns(e, *duration)
-		log.Print("ours: failover")
+		lg.Print("ours: failover")
 		r.oursFailover = failover(e)
 		ours.destroy()
 	}
@@ -84,15 +86,15 @@ func main() {
 	text := r.markdown()
 	fmt.Print(text)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(*out, "bench.svg"), []byte(r.svg()), 0o644); err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 	doc := filepath.Join(*out, "BENCHMARKS.md")
 	old, _ := os.ReadFile(doc)
 	if err := os.WriteFile(doc, []byte(r.document(string(old), text)), 0o644); err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 }
 

@@ -87,7 +87,7 @@ func (r *report) markdown() string {
 			}
 			if direct == 0 {
 				direct = t.Rate
-				w("| throughput, %s (1 KiB, persistent, confirms, %s) | %.0f msg/s | | |\n", t.Path, r.duration, t.Rate)
+				w("| throughput, %s (1 KiB, persistent, confirms, median of %d × %s) | %.0f msg/s | | |\n", t.Path, throughputRounds, r.duration, t.Rate)
 				continue
 			}
 			target := targetHAProxyRatio

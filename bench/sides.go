@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,12 +39,12 @@ type baseline struct {
 func newBaseline(cert tests.PKI) *baseline {
 	dir, err := os.MkdirTemp("", "rmqha-baseline-")
 	if err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 	for _, f := range []string{"docker-compose.yml", "haproxy.cfg", "node0-entrypoint.sh", "cluster-entrypoint.sh"} {
 		b, err := os.ReadFile(filepath.Join("bench", "baseline", f))
 		if err != nil {
-			log.Fatal(err)
+			lg.Fatal(err)
 		}
 		must(os.WriteFile(filepath.Join(dir, f), b, 0o644))
 	}
@@ -111,7 +110,7 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 
 func (b *baseline) down() {
 	if err := b.compose("down", "-v", "--remove-orphans"); err != nil {
-		log.Printf("baseline down: %v", err)
+		lg.Printf("baseline down: %v", err)
 	}
 }
 
@@ -130,12 +129,12 @@ func newOurs() (*ours, string) {
 	abs, _ := filepath.Abs(cli)
 	state, err := os.MkdirTemp("", "rmqha-bench-state-")
 	if err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 	values := tests.TestValues(oursPrefix, tests.RabbitMQ3Image, oursSubnet, oursPortBase)
 	s, err := tests.InlineStack(context.Background(), abs, "bench", state, values, tests.TestSecrets())
 	if err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 	return &ours{stack: s}, ""
 }
@@ -178,7 +177,7 @@ func (o *ours) preview() (time.Duration, int) {
 	start := time.Now()
 	res, err := o.stack.Preview(context.Background(), optpreview.Diff())
 	if err != nil {
-		log.Fatalf("preview: %v", err)
+		lg.Fatalf("preview: %v", err)
 	}
 	d, n := time.Since(start), 0
 	for op, c := range res.ChangeSummary {
@@ -191,12 +190,12 @@ func (o *ours) preview() (time.Duration, int) {
 
 func (o *ours) destroy() {
 	if _, err := o.stack.Destroy(context.Background()); err != nil {
-		log.Fatalf("destroy: %v", err)
+		lg.Fatalf("destroy: %v", err)
 	}
 }
 
 func must(err error) {
 	if err != nil {
-		log.Fatal(err)
+		lg.Fatal(err)
 	}
 }

@@ -55,11 +55,7 @@ func labels(stack, role string, extra map[string]string) map[string]string {
 // labelArgs turns labels into a provider's label inputs, sorted by key so
 // the inputs are stable.
 func labelArgs[T any](m map[string]string, arg func(k, v pulumi.String) T) []T {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(m)
 	out := make([]T, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, arg(pulumi.String(k), pulumi.String(m[k])))
@@ -83,6 +79,16 @@ func networkLabels(m map[string]string) docker.NetworkLabelArray {
 	return labelArgs(m, func(k, v pulumi.String) docker.NetworkLabelInput {
 		return docker.NetworkLabelArgs{Label: k, Value: v}
 	})
+}
+
+// sortedKeys returns a map's keys in order, so inputs are deterministic.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // secret wraps a plain value read from secret config.

@@ -211,12 +211,9 @@ func TestNodeInputs(t *testing.T) {
 		if creds, _, secret := upload(t, c, render.SecretsConfPath); !secret || !strings.Contains(creds, "default_pass = "+testAdmin) {
 			t.Errorf("node %d admin credentials upload is not a secret or lacks the password", i)
 		}
-		if envs := c.inputs["envs"]; envs.IsArray() {
-			for _, e := range envs.ArrayValue() {
-				if strings.Contains(e.StringValue(), testCookie) {
-					t.Errorf("node %d: the cookie is in the environment", i)
-				}
-			}
+		envs := c.inputs["envs"].ArrayValue()
+		if len(envs) != 1 || envs[0].StringValue() != "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=+sbwt none +sbwtdcpu none +sbwtdio none" {
+			t.Errorf("node %d envs = %v, want only the scheduler settings (secrets are files)", i, envs)
 		}
 		if !c.inputs["wait"].BoolValue() || c.inputs["memory"].NumberValue() != 512 || str(t, c, "restart") != "unless-stopped" {
 			t.Errorf("node %d: wait/memory/restart = %v/%v/%v", i, c.inputs["wait"], c.inputs["memory"], c.inputs["restart"])

@@ -29,6 +29,8 @@ type ContainerSpec struct {
 	Restart            string
 	StopTimeoutSeconds int
 	Labels             map[string]string
+	// Env holds plain settings only; secrets are files.
+	Env map[string]string
 }
 
 // PortSpec publishes a container port on a host address.
@@ -73,6 +75,12 @@ const logDriver = "json-file"
 
 var logOpts = map[string]string{"max-size": "10m", "max-file": "3"}
 
+// erlArgs stop the Erlang schedulers from busy-waiting when idle. Several
+// nodes share the host's cores, and spinning schedulers steal each other's
+// CPU, most of all while they boot together. See
+// https://www.rabbitmq.com/docs/runtime#busy-waiting
+const erlArgs = "+sbwt none +sbwtdcpu none +sbwtdio none"
+
 // healthTest passes once the cluster script has joined the node (ReadyFile)
 // while AMQP still accepts connections.
 var healthTest = []string{"CMD", "bash", "-c", "test -f " + render.ReadyFile + " && exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.AMQPPort)}
@@ -114,6 +122,7 @@ func NodeSpec(cfg *config.Config, i int) (ContainerSpec, error) {
 		Restart:            cfg.RestartPolicy,
 		StopTimeoutSeconds: stopTimeoutSeconds,
 		Labels:             labels(cfg.Prefix, RoleNode, map[string]string{LabelNode: strconv.Itoa(i)}),
+		Env:                map[string]string{"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erlArgs},
 	}, nil
 }
 
@@ -277,6 +286,13 @@ func containerArgs(s ContainerSpec, image, network pulumi.StringInput, volume pu
 			StartPeriod: pulumi.String(h.StartPeriod),
 			Retries:     pulumi.Int(h.Retries),
 		}
+	}
+	if len(s.Env) > 0 {
+		var env []string
+		for _, k := range sortedKeys(s.Env) {
+			env = append(env, k+"="+s.Env[k])
+		}
+		a.Envs = pulumi.ToStringArray(env)
 	}
 	if s.MemoryMB > 0 {
 		// Swap equal to memory means no swap: a swapping broker stalls its

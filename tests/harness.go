@@ -122,6 +122,9 @@ func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
 		args = append(args, "--stop-timeout", strconv.Itoa(s.StopTimeoutSeconds))
 	}
 	args = append(args, "--restart", s.Restart)
+	for k, v := range s.Env {
+		args = append(args, "--env", k+"="+v)
+	}
 	for k, v := range s.Labels {
 		args = append(args, "--label", k+"="+v)
 	}
