@@ -87,9 +87,15 @@ func TestHAModeFollowsTheImageTag(t *testing.T) {
 	}
 }
 
+// TestRAMNodesWarn: RAM nodes are deprecated, not removed, on 4.0
+// (rabbitmqctl list_deprecated_features: ram_node_type permitted_by_default),
+// so they warn on every version and fail on none.
 func TestRAMNodesWarn(t *testing.T) {
 	t.Parallel()
-	_, warnings, err := load(t, func(v map[string]string, _ map[string]bool) { v[KeyNodeTypes] = `["disc","ram"]` })
+	_, warnings, err := load(t, func(v map[string]string, _ map[string]bool) {
+		v[KeyNodeTypes] = `["disc","ram"]`
+		v[KeyRabbitMQImage] = "rabbitmq:4.0-local"
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +119,6 @@ func TestValidation(t *testing.T) {
 		{"nodes not a number", set(KeyNodes, "three"), []string{`nodes: "three" is not a whole number`}},
 		{"first node ram", set(KeyNodeTypes, `["ram","disc"]`), []string{`nodeTypes[0]: "ram" must be disc`}},
 		{"unknown node type", set(KeyNodeTypes, `["disc","ssd"]`), []string{`nodeTypes[1]: "ssd" must be disc or ram`}},
-		{"ram on 4.x", setAll(KeyNodeTypes, `["disc","ram"]`, KeyRabbitMQImage, "rabbitmq:4.0-local"), []string{`nodeTypes[1]: "ram" is not supported by RabbitMQ 4.0`}},
 		{"bad subnet", set(KeySubnet, "10.9.0.0/33"), []string{`subnet: "10.9.0.0/33" is not an IPv4 subnet`}},
 		{"tiny subnet", set(KeySubnet, "10.9.0.0/28"), []string{`subnet: "10.9.0.0/28" must be a /8 to /24 subnet`}},
 		{"IP outside subnet", set(KeyNodeIPs, `["10.9.0.10","10.8.0.11"]`), []string{`nodeIPs[1]: "10.8.0.11" is outside the subnet 10.9.0.0/16`}},

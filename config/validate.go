@@ -80,8 +80,6 @@ func (c *Config) validate() []*FieldError {
 			v.fail(key, q(t), "must be disc or ram")
 		case i == 0 && t != NodeDisc:
 			v.fail(key, q(t), "must be disc: node 0 seeds the cluster and must keep its data on disk")
-		case t == NodeRAM && c.RabbitMQVersion.Major >= 4:
-			v.fail(key, q(t), fmt.Sprintf("is not supported by RabbitMQ %s (image %s)", c.RabbitMQVersion, c.RabbitMQImage))
 		}
 	}
 
