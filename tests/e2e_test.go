@@ -250,6 +250,30 @@ func TestIntegrationE2EMirrored(t *testing.T) {
 	expectDepth(t, admin, stream, streamDepth)
 	s.expectNoChanges(t)
 
+	// Drift repair: a node removed by hand, then a node stopped by hand (one
+	// at a time: two of three down is a minority, and pause_minority pauses
+	// the last node, management API included). Refresh then up brings each
+	// back on its volume, with its data.
+	for _, drift := range []struct{ how, node string }{{"rm", nodeNames[2]}, {"stop", nodeNames[1]}} {
+		if drift.how == "rm" {
+			MustDocker(t, "rm", "-f", drift.node)
+		} else {
+			MustDocker(t, "stop", drift.node)
+		}
+		if _, err := s.Refresh(context.Background()); err != nil {
+			t.Fatalf("refresh after docker %s %s: %v", drift.how, drift.node, err)
+		}
+		s.up(t)
+		WaitHealthy(t, drift.node, 3*time.Minute)
+		if logs := Logs(t, drift.node); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+			t.Errorf("%s after docker %s, refresh and up, want its existing data and no join:\n%s", drift.node, drift.how, logs)
+		}
+		WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
+	}
+	expectDepth(t, admin, queue, n)
+	expectDepth(t, admin, stream, streamDepth)
+	s.expectNoChanges(t)
+
 	// Destroy leaves no container, network or volume of the stack.
 	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
