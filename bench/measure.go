@@ -102,8 +102,21 @@ func waitConfirms(p *tests.Publisher, n int, timeout time.Duration) bool {
 	return false
 }
 
-// nodeOfConnection returns the container of the node serving a named connection.
+// nodeOfConnection returns the container of the node serving a named
+// connection. A new connection takes a moment to be listed, so it asks for
+// up to 10 s.
 func nodeOfConnection(e endpoints, name string) string {
+	for range 20 {
+		if n := nodeOfConnectionOnce(e, name); n != "" {
+			return n
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	lg.Printf("no node serves connection %s", name)
+	return ""
+}
+
+func nodeOfConnectionOnce(e endpoints, name string) string {
 	// 3.10 has no "node" info key; a connection's pid names its node:
 	// <rabbit@host.1234.5678.0>.
 	out, err := tests.Docker(context.Background(), nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_connections", "pid", "client_properties")
@@ -181,6 +194,7 @@ func throughputRuns(e endpoints, d time.Duration) ([]throughput, map[string]uint
 			for i, name := range e.nodes {
 				if name == n {
 					direct = e.direct[i]
+					lg.Printf("throughput: HAProxy sends a lone connection to %s; direct is measured there", name)
 				}
 			}
 		}
