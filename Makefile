@@ -51,7 +51,7 @@ stack: $(PULUMI)
 ## test: the README's test command; CI runs it through .ci/run. The
 ## container tests run verbosely, so a long run reports each test and its
 ## measurements as it goes.
-test: lint $(PULUMI)
+test: lint images $(PULUMI)
 	go test -count=1 $$(go list ./... | grep -v /tests$$)
 	go test -count=1 -timeout 80m -v ./tests
 
