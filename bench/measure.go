@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,13 +157,21 @@ func queueDepth(url, queue string) (int, error) {
 // throughput is one throughput measurement.
 type throughput struct {
 	Path string
-	Rate float64 // confirmed messages per second
-	Err  string
+	Rate float64 // confirmed messages per second, median of the rounds
+	// Ratio is the median, over the rounds, of the rate through this path
+	// over the rate direct to the same node, measured right before it.
+	Ratio float64
+	Err   string
 }
 
 // throughputRuns publishes persistent 1 KiB messages with confirms for d,
-// direct to a node, through HAProxy AMQP and through AMQPS, while sampling
-// the containers' memory.
+// through HAProxy AMQP and AMQPS, and direct to the node each of those
+// connections landed on, while sampling the containers' memory.
+//
+// Like for like matters: on this machine one node of a cluster leads a
+// mirrored queue at about twice the rate of the others (which one differs
+// from cluster to cluster), far more than the proxy costs. So each proxied
+// run is compared with a direct run on the node HAProxy chose for it.
 func throughputRuns(e endpoints, d time.Duration) ([]throughput, map[string]uint64) {
 	peak := map[string]uint64{}
 	var mu sync.Mutex
@@ -183,55 +193,68 @@ func throughputRuns(e endpoints, d time.Duration) ([]throughput, map[string]uint
 			}
 		}
 	}()
-	// Direct means direct to the node HAProxy picks: queue leaders on
-	// different nodes of one host differ by up to 2x here, which would swamp
-	// what the proxy costs. The paths take turns, three rounds, and each
-	// reports its median: on a small shared machine one run alone says more
-	// about its neighbours.
-	direct := e.direct[0]
-	if conn, err := dial(e.amqp, nil, "bench-throughput-probe"); err == nil {
-		if n := nodeOfConnection(e, "bench-throughput-probe"); n != "" {
-			for i, name := range e.nodes {
-				if name == n {
-					direct = e.direct[i]
-					lg.Printf("throughput: HAProxy sends a lone connection to %s; direct is measured there", name)
-				}
-			}
-		}
-		conn.Close()
-	}
-	paths := []struct {
+	proxied := []struct {
 		path, url string
 		tls       *tls.Config
-	}{{"direct to a node", direct, nil}, {"HAProxy AMQP", e.amqp, nil}, {"HAProxy AMQPS", e.amqps, e.tls}}
-	rates := make([][]float64, len(paths))
-	out := make([]throughput, len(paths))
+	}{{"HAProxy AMQP", e.amqp, nil}, {"HAProxy AMQPS", e.amqps, e.tls}}
+	var direct []float64
+	rates := make([][]float64, len(proxied))
+	ratios := make([][]float64, len(proxied))
+	out := []throughput{{Path: "direct to the same node"}}
+	for _, p := range proxied {
+		out = append(out, throughput{Path: p.path})
+	}
 	for round := range throughputRounds {
-		for i, run := range paths {
-			lg.Printf("throughput round %d: %s", round+1, run.path)
-			out[i].Path = run.path
-			conn, err := dial(run.url, run.tls, "bench-throughput")
-			var rate float64
-			if err == nil {
-				rate, err = publishFor(conn, "bench-throughput", d)
-				conn.Close()
-			}
+		for i, p := range proxied {
+			name := fmt.Sprintf("bench-throughput-%d-%d", round, i)
+			conn, err := dial(p.url, p.tls, name)
 			if err != nil {
-				out[i].Err = err.Error()
+				out[i+1].Err = err.Error()
 				continue
 			}
-			rates[i] = append(rates[i], rate)
+			node := nodeOfConnection(e, name)
+			idx := slices.Index(e.nodes, node)
+			if idx < 0 {
+				conn.Close()
+				out[i+1].Err = "the connection's node was not found"
+				continue
+			}
+			lg.Printf("throughput round %d: %s lands on %s; direct there first", round+1, p.path, node)
+			dconn, err := dial(e.direct[idx], nil, name+"-direct")
+			if err != nil {
+				conn.Close()
+				out[0].Err = err.Error()
+				continue
+			}
+			dr, derr := publishFor(dconn, "bench-throughput", d)
+			dconn.Close()
+			pr, perr := publishFor(conn, "bench-throughput", d)
+			conn.Close()
+			if derr != nil || perr != nil {
+				out[i+1].Err = fmt.Sprint(errors.Join(derr, perr))
+				continue
+			}
+			direct = append(direct, dr)
+			rates[i] = append(rates[i], pr)
+			ratios[i] = append(ratios[i], pr/dr)
 		}
 	}
-	for i := range out {
-		sort.Float64s(rates[i])
-		if n := len(rates[i]); n > 0 {
-			out[i].Rate = rates[i][n/2]
-		}
+	out[0].Rate, out[0].Ratio = medianOf(direct), 1
+	for i := range proxied {
+		out[i+1].Rate, out[i+1].Ratio = medianOf(rates[i]), medianOf(ratios[i])
 	}
 	close(stop)
 	wg.Wait()
 	return out, peak
+}
+
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 // dial connects with a connection name, over TLS when tlsConf is set.
