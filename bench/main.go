@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
@@ -34,7 +35,7 @@ func main() {
 	flag.Parse()
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
-	cert, err := tests.NewPKI()
+	cert, err := testpki.New()
 	if err != nil {
 		lg.Fatal(err)
 	}

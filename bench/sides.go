@@ -15,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
@@ -33,10 +34,10 @@ const (
 // baseline is the docker-compose recipe in bench/baseline.
 type baseline struct {
 	dir  string
-	cert tests.PKI
+	cert testpki.PKI
 }
 
-func newBaseline(cert tests.PKI) *baseline {
+func newBaseline(cert testpki.PKI) *baseline {
 	dir, err := os.MkdirTemp("", "rmqha-baseline-")
 	if err != nil {
 		lg.Fatal(err)

@@ -1,19 +1,13 @@
 package render
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 )
 
 func mustContain(t *testing.T, text string, want ...string) {
@@ -80,8 +74,14 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	pki, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	pemPath := filepath.Join(dir, "server.pem")
-	writeSelfSigned(t, pemPath)
+	if err := os.WriteFile(pemPath, []byte(pki.ServerPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// The certificate path is a constant of the image; point it at the test's PEM.
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cfg, HAProxyCertPath, pemPath)), 0o600); err != nil {
@@ -92,31 +92,6 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
 	mustNotContain(t, string(out), "[WARNING]", "[ALERT]")
-}
-
-func writeSelfSigned(t *testing.T, path string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemText := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
-	if err := os.WriteFile(path, pemText, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestRabbitMQConf(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 )
 
 // TestIntegrationHAProxy runs the rendered haproxy.cfg in the local HAProxy
@@ -27,7 +28,7 @@ func TestIntegrationHAProxy(t *testing.T) {
 	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
 	startCluster(t, cfg, RabbitMQ3Image)
 
-	pki, err := NewPKI()
+	pki, err := testpki.New()
 	if err != nil {
 		t.Fatal(err)
 	}

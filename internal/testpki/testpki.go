@@ -1,4 +1,7 @@
-package tests
+// Package testpki makes throwaway TLS material for tests and the bench: a CA
+// and a server certificate for localhost and 127.0.0.1 that it signs, as the
+// PKI component makes them.
+package testpki
 
 import (
 	"crypto/ecdsa"
@@ -12,16 +15,15 @@ import (
 	"time"
 )
 
-// PKI is a CA and a server certificate for localhost and 127.0.0.1 that it
-// signs, as the PKI component makes them, for tests and the bench.
+// PKI is a CA and the server certificate it signed.
 type PKI struct {
 	CAPEM     string
 	Pool      *x509.CertPool
 	ServerPEM string // certificate, CA, key: HAProxy's crt bundle
 }
 
-// NewPKI makes a fresh PKI valid for a day.
-func NewPKI() (PKI, error) {
+// New makes a fresh PKI valid for a day.
+func New() (PKI, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return PKI{}, err
