@@ -42,17 +42,8 @@ func main() {
 
 	lg.Printf("baseline: %d runs of `docker-compose up` until ready", *runs)
 	base := newBaseline(cert)
-	for i := 0; i < *runs; i++ {
-		d, err := base.upUntilReady()
-		if err != nil {
-			lg.Fatalf("baseline run %d: %v", i+1, err)
-		}
-		lg.Printf("baseline run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
-		r.baselineReady = append(r.baselineReady, d)
-		if i < *runs-1 {
-			base.down()
-		}
-	}
+	base.down() // whatever an aborted run left behind
+	r.baselineReady = timeReady("baseline", *runs, base.upUntilReady, base.down)
 	lg.Print("baseline: failover")
 	r.baselineFailover = failover(base.endpoints())
 	base.down()
@@ -62,17 +53,7 @@ func main() {
 		lg.Printf("ours: skipped, %s", skip)
 		r.skipped = skip
 	} else {
-		for i := 0; i < *runs; i++ {
-			d, err := ours.upUntilReady()
-			if err != nil {
-				lg.Fatalf("ours run %d: %v", i+1, err)
-			}
-			lg.Printf("ours run %d: ready after %s", i+1, d.Round(100*time.Millisecond))
-			r.oursReady = append(r.oursReady, d)
-			if i < *runs-1 {
-				ours.destroy()
-			}
-		}
+		r.oursReady = timeReady("ours", *runs, ours.upUntilReady, ours.destroy)
 		r.preview, r.previewChanges = ours.preview()
 		e := ours.endpoints()
 		lg.Print("ours: memory while idle")
@@ -107,6 +88,25 @@ type endpoints struct {
 	amqp, amqps string   // through HAProxy, with credentials
 	direct      []string // per node, with credentials
 	tls         *tls.Config
+}
+
+// timeReady brings a side up from nothing runs times and returns how long
+// each took to be ready. Between runs it tears the side down; after the last
+// it leaves the side up for the other measurements.
+func timeReady(side string, runs int, up func() (time.Duration, error), down func()) []time.Duration {
+	var out []time.Duration
+	for i := range runs {
+		if i > 0 {
+			down()
+		}
+		d, err := up()
+		if err != nil {
+			lg.Fatalf("%s run %d: %v", side, i+1, err)
+		}
+		lg.Printf("%s run %d: ready after %s", side, i+1, d.Round(100*time.Millisecond))
+		out = append(out, d)
+	}
+	return out
 }
 
 func median(ds []time.Duration) time.Duration {

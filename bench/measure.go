@@ -59,7 +59,7 @@ type failoverResult struct {
 func failover(e endpoints) failoverResult {
 	const queue = "bench-failover"
 	pub := tests.StartPublisher(e.amqp, queue)
-	if !waitConfirms(pub, 200, 30*time.Second) {
+	if _, ok := pub.AwaitConfirmed(200, 30*time.Second); !ok {
 		pub.Stop()
 		return failoverResult{Err: "publisher made no progress"}
 	}
@@ -73,7 +73,7 @@ func failover(e endpoints) failoverResult {
 		pub.Stop()
 		return failoverResult{Err: err.Error()}
 	}
-	ok := waitConfirms(pub, 50, 60*time.Second)
+	_, ok := pub.AwaitConfirmed(50, 60*time.Second)
 	_, _, gap := pub.Stats()
 	confirmed, _ := pub.Stop()
 	r := failoverResult{Killed: victim, Gap: gap, Confirmed: confirmed}
@@ -89,19 +89,6 @@ func failover(e endpoints) failoverResult {
 		lg.Printf("restart %s: %v", victim, err)
 	}
 	return r
-}
-
-// waitConfirms waits until the publisher confirms n more messages.
-func waitConfirms(p *tests.Publisher, n int, timeout time.Duration) bool {
-	start, _, _ := p.Stats()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if c, _, _ := p.Stats(); c >= start+n {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
 }
 
 // nodeOfConnection returns the container of the node serving a named

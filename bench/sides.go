@@ -85,7 +85,6 @@ func (b *baseline) endpoints() endpoints {
 // upUntilReady runs `compose up` and the recipe's one manual step, the
 // ha-all policy by rabbitmqctl, until the cluster is ready.
 func (b *baseline) upUntilReady() (time.Duration, error) {
-	b.down()
 	start := time.Now()
 	if err := b.compose("up", "-d"); err != nil {
 		return 0, err

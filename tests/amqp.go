@@ -320,20 +320,28 @@ func (p *Publisher) ResetGap() {
 	p.maxGap, p.lastOK = 0, time.Now()
 }
 
-// WaitConfirmed waits until at least n more messages are confirmed.
-func (p *Publisher) WaitConfirmed(t testing.TB, n int, timeout time.Duration) {
-	t.Helper()
+// AwaitConfirmed waits until at least n more messages are confirmed and
+// returns how many were, and whether that happened within timeout.
+func (p *Publisher) AwaitConfirmed(n int, timeout time.Duration) (int, bool) {
 	start, _, _ := p.Stats()
 	deadline := time.Now().Add(timeout)
 	for {
 		c, _, _ := p.Stats()
 		if c >= start+n {
-			return
+			return c - start, true
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("publisher confirmed %d messages in %s, want %d", c-start, timeout, n)
+			return c - start, false
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitConfirmed is AwaitConfirmed that fails the test on timeout.
+func (p *Publisher) WaitConfirmed(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	if got, ok := p.AwaitConfirmed(n, timeout); !ok {
+		t.Fatalf("publisher confirmed %d messages in %s, want %d", got, timeout, n)
 	}
 }
 
