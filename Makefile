@@ -20,9 +20,10 @@ up: images $(PULUMI) stack
 preview: $(PULUMI) stack
 	$(PULUMI) preview --diff --stack $(STACK)
 
-## destroy: remove the stack's containers, network and (unless retained) volumes
+## destroy: remove the stack's containers, network and (unless retained) volumes.
+## --run-program: the rolling replacement's delete hooks live in the program
 destroy: $(PULUMI)
-	$(PULUMI) destroy --yes --stack $(STACK)
+	$(PULUMI) destroy --yes --run-program --stack $(STACK)
 
 ## images: the local RabbitMQ 3.10/4.0 and HAProxy images, from Debian packages
 images:

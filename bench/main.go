@@ -46,6 +46,7 @@ func main() {
 	r.baselineReady = timeReady("baseline", *runs, base.upUntilReady, base.down)
 	lg.Print("baseline: failover")
 	r.baselineFailover = failover(base.endpoints())
+	logTrace("baseline: failover", r.baselineFailover.Trace)
 	base.down()
 
 	ours, skip := newOurs()
@@ -62,7 +63,12 @@ func main() {
 		r.throughput, r.loadMemory = throughputRuns(e, *duration)
 		lg.Print("ours: failover")
 		r.oursFailover = failover(e)
+		logTrace("ours: failover", r.oursFailover.Trace)
+		lg.Print("ours: rolling replacement of every node under load")
+		r.rolling = ours.rolling(e)
+		logTrace("ours: rolling replacement", r.rolling.Trace)
 		ours.destroy()
+		_, _ = tests.Docker(context.Background(), nil, "rmi", "-f", rollingImage)
 	}
 
 	text := r.markdown()
@@ -77,6 +83,13 @@ func main() {
 	old, _ := os.ReadFile(doc)
 	if err := os.WriteFile(doc, []byte(r.document(string(old), text)), 0o644); err != nil {
 		lg.Fatal(err)
+	}
+}
+
+// logTrace logs a publisher's trace, one event a line.
+func logTrace(what string, trace []string) {
+	for _, l := range trace {
+		lg.Printf("%s: publisher %s", what, l)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,8 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
@@ -51,6 +54,21 @@ type failoverResult struct {
 	Confirmed int
 	Lost      int // confirmed but not in the queue afterwards
 	Err       string
+	// Trace is what the publisher's connection went through after the
+	// kill, with times from the kill: it explains a long gap.
+	Trace []string
+}
+
+// trace lists a publisher's events from t0 on, with times from t0.
+func trace(pub *tests.Publisher, t0 time.Time) []string {
+	var out []string
+	for _, e := range pub.Events() {
+		if e.At.Before(t0) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("+%.2f s %s", e.At.Sub(t0).Seconds(), e.What))
+	}
+	return out
 }
 
 // failover runs a publisher with confirms through HAProxy, kills the node
@@ -69,6 +87,7 @@ func failover(e endpoints) failoverResult {
 		return failoverResult{Err: "the connection's node was not found"}
 	}
 	pub.ResetGap()
+	killed := time.Now()
 	if _, err := tests.Docker(context.Background(), nil, "kill", victim); err != nil {
 		pub.Stop()
 		return failoverResult{Err: err.Error()}
@@ -76,7 +95,7 @@ func failover(e endpoints) failoverResult {
 	_, ok := pub.AwaitConfirmed(50, 60*time.Second)
 	_, _, gap := pub.Stats()
 	confirmed, _ := pub.Stop()
-	r := failoverResult{Killed: victim, Gap: gap, Confirmed: confirmed}
+	r := failoverResult{Killed: victim, Gap: gap, Confirmed: confirmed, Trace: trace(pub, killed)}
 	if !ok {
 		r.Err = "publishing did not resume within 60 s"
 	}
@@ -344,4 +363,72 @@ func parseBytes(s string) uint64 {
 		}
 	}
 	return 0
+}
+
+// rollingResult is a rolling replacement of every node under load.
+type rollingResult struct {
+	Total      time.Duration
+	Spans      []tests.Span // each node out of service
+	MinRunning int
+	Gap        time.Duration // the longest gap between confirms
+	Confirmed  int
+	Lost       int
+	Trace      []string
+	Err        string
+}
+
+// rollingImage is the relabelled image of the rolling replacement.
+const rollingImage = tests.RabbitMQ3Image + "-bench-rolling"
+
+// rolling re-creates every node with `pulumi up` (the same image under a
+// new label) while a publisher with confirms runs through HAProxy.
+func (o *ours) rolling(e endpoints) rollingResult {
+	const queue = "bench-rolling"
+	tag := rollingImage
+	if err := tests.Relabel(tests.RabbitMQ3Image, tag, "bench"); err != nil {
+		return rollingResult{Err: err.Error()}
+	}
+	ctx := context.Background()
+	if err := o.stack.SetConfig(ctx, "rabbitmq-ha:rabbitmqImage", auto.ConfigValue{Value: tag}); err != nil {
+		return rollingResult{Err: err.Error()}
+	}
+	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	if err != nil {
+		return rollingResult{Err: err.Error()}
+	}
+	// The failover's victim may still be booting: start from a healthy cluster.
+	for _, n := range e.nodes {
+		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+			if c, err := docker.Inspect(ctx, n); err == nil && c.Healthy() {
+				break
+			}
+			if time.Now().After(deadline) {
+				return rollingResult{Err: n + " not healthy before the rolling replacement"}
+			}
+		}
+	}
+	watch := tests.WatchNodes(docker, oursPrefix, len(e.nodes))
+	pub := tests.StartPublisher(e.amqp, queue)
+	if _, ok := pub.AwaitConfirmed(200, 30*time.Second); !ok {
+		pub.Stop()
+		watch.Stop()
+		return rollingResult{Err: "publisher made no progress"}
+	}
+	pub.ResetGap()
+	start := time.Now()
+	_, upErr := o.stack.Up(ctx)
+	r := rollingResult{Total: time.Since(start)}
+	pub.AwaitConfirmed(50, 30*time.Second)
+	_, _, r.Gap = pub.Stats()
+	r.Confirmed, _ = pub.Stop()
+	r.Spans, r.MinRunning, r.Trace = watch.Stop(), watch.MinRunning, trace(pub, start)
+	if upErr != nil {
+		r.Err = upErr.Error()
+	}
+	if depth, err := queueDepth(e.amqp, queue); err == nil {
+		r.Lost = max(0, r.Confirmed-depth)
+	} else if r.Err == "" {
+		r.Err = err.Error()
+	}
+	return r
 }

@@ -23,6 +23,7 @@ type report struct {
 	previewChanges                 int
 	oursFailover, baselineFailover failoverResult
 	throughput                     []throughput
+	rolling                        rollingResult
 	idleMemory, loadMemory         map[string]uint64
 }
 
@@ -93,12 +94,27 @@ func (r *report) markdown() string {
 				w("| throughput, %s | %.0f msg/s (%.2f× direct to the same node) | | ≥ %.1f×: %s |\n", t.Path, t.Rate, t.Ratio, target, verdict(t.Ratio >= target))
 			}
 		}
+		w("| rolling replacement of every node under load (a new image) | %s | n/a | ≥ N-1 running, ≤ %s gap, 0 lost: %s |\n",
+			r.rolling.String(), secs(targetFailover), verdict(r.rolling.Err == "" && r.rolling.MinRunning >= len(r.rolling.Spans)-1 &&
+				r.rolling.Gap <= targetFailover && r.rolling.Lost == 0))
 		w("| memory, idle | %s | | |\n", mem(r.idleMemory))
 		w("| memory, peak under the throughput runs | %s | | |\n", mem(r.loadMemory))
 	} else {
 		w("| failover (kill the node behind the publisher) | skipped | %s | |\n", fo(r.baselineFailover))
 	}
 	return b.String()
+}
+
+func (r rollingResult) String() string {
+	if r.Err != "" {
+		return "error: " + r.Err
+	}
+	var down []string
+	for _, s := range r.Spans {
+		down = append(down, fmt.Sprintf("%.0f", s.Down.Seconds()))
+	}
+	return fmt.Sprintf("%s in all; each node out of service %s s; at least %d of %d running; longest gap between confirms %s; %d of %d confirmed lost",
+		secs(r.Total), strings.Join(down, " / "), r.MinRunning, len(r.Spans), secs(r.Gap), r.Lost, r.Confirmed)
 }
 
 // mem prints per-container memory and the total, in MiB.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
@@ -189,7 +190,7 @@ func (o *ours) preview() (time.Duration, int) {
 }
 
 func (o *ours) destroy() {
-	if _, err := o.stack.Destroy(context.Background()); err != nil {
+	if _, err := o.stack.Destroy(context.Background(), optdestroy.RunProgram(true)); err != nil {
 		lg.Fatalf("destroy: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 // Cluster is the whole stack: network, PKI, nodes, HAProxy and broker
@@ -36,8 +37,10 @@ type Cluster struct {
 	HAMode pulumi.StringOutput `pulumi:"haMode"`
 }
 
-// NewCluster creates the stack from a validated config.
-func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, opts ...pulumi.ResourceOption) (*Cluster, error) {
+// NewCluster creates the stack from a validated config. With a Docker
+// engine, node containers are replaced one at a time (package rolling);
+// without one, all at once.
+func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rolling.Engine, opts ...pulumi.ResourceOption) (*Cluster, error) {
 	c := &Cluster{}
 	if err := ctx.RegisterComponentResource(typePrefix+"Cluster", name, c, opts...); err != nil {
 		return nil, err
@@ -51,12 +54,16 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, opts ...pu
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := NewNodes(ctx, name+"-node", &NodesArgs{Config: cfg, Network: network.Name}, parent)
+	hooks, err := newRollingHooks(ctx, cfg, docker)
+	if err != nil {
+		return nil, wrap("rolling replacement hooks", err)
+	}
+	nodes, err := NewNodes(ctx, name+"-node", &NodesArgs{Config: cfg, Network: network.Name, Hooks: hooks.node}, parent)
 	if err != nil {
 		return nil, err
 	}
 	lb, err := NewLoadBalancer(ctx, name+"-haproxy", &LoadBalancerArgs{
-		Config: cfg, Network: network.Name, ServerPEM: pki.ServerPEM, Nodes: nodes.Containers,
+		Config: cfg, Network: network.Name, ServerPEM: pki.ServerPEM, Nodes: nodes.Containers, Hooks: hooks.haproxy,
 	}, parent)
 	if err != nil {
 		return nil, err

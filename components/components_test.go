@@ -1,7 +1,11 @@
 package components
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 const (
@@ -26,6 +31,7 @@ type registered struct {
 	inputs    resource.PropertyMap
 	deps      []string
 	provider  string
+	hooks     []string // before-delete hook names
 }
 
 type mocks struct {
@@ -39,6 +45,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	r := registered{typ: args.TypeToken, name: args.Name, inputs: args.Inputs, provider: args.Provider}
 	if args.RegisterRPC != nil {
 		r.deps = args.RegisterRPC.GetDependencies()
+		r.hooks = args.RegisterRPC.GetHooks().GetBeforeDelete()
 	}
 	m.resources = append(m.resources, r)
 	outputs := args.Inputs.Copy()
@@ -82,9 +89,34 @@ func (m *mocks) container(t *testing.T, name string) registered {
 	return registered{}
 }
 
-// run runs the real Program with mocks and the given config.
+// fakeDocker is the program's Docker connection in unit tests: containers by
+// name, nothing else.
+type fakeDocker map[string]rolling.Container
+
+func (f fakeDocker) Inspect(_ context.Context, name string) (rolling.Container, error) {
+	return f[name], nil
+}
+
+func (f fakeDocker) Exec(context.Context, string, []string) (int, string, error) {
+	return 0, "", errors.New("fakeDocker: no exec in unit tests")
+}
+
+func (f fakeDocker) open(string) (rolling.Engine, error) { return f, nil }
+
+// run runs the real Program with mocks and the given config, with no
+// containers running yet.
 func run(t *testing.T, extra map[string]any) *mocks {
 	t.Helper()
+	m, err := runWith(fakeDocker{}, extra)
+	if err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	return m
+}
+
+// runWith runs the real Program with mocks, the given running containers
+// and config.
+func runWith(docker fakeDocker, extra map[string]any) (*mocks, error) {
 	cfg := map[string]string{
 		"rabbitmq-ha:rabbitmqImage": "rabbitmq:3.10-local",
 		"rabbitmq-ha:erlangCookie":  testCookie,
@@ -97,14 +129,11 @@ func run(t *testing.T, extra map[string]any) *mocks {
 		cfg["rabbitmq-ha:"+k] = fmt.Sprint(v)
 	}
 	m := &mocks{}
-	err := pulumi.RunErr(Program, pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
+	err := pulumi.RunErr(ProgramWith(docker.open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
 		ri.Config = cfg
 		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users"}
 	})
-	if err != nil {
-		t.Fatalf("program: %v", err)
-	}
-	return m
+	return m, err
 }
 
 func str(t *testing.T, r registered, key string) string {
@@ -356,7 +385,7 @@ func TestQuorumMode(t *testing.T) {
 
 func TestBadConfigCreatesNothing(t *testing.T) {
 	m := &mocks{}
-	err := pulumi.RunErr(Program, pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
+	err := pulumi.RunErr(ProgramWith(fakeDocker{}.open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
 		ri.Config = map[string]string{"rabbitmq-ha:nodes": "0", "rabbitmq-ha:haMode": "raft"}
 	})
 	if err == nil {
@@ -398,4 +427,91 @@ func containsSuffix(urns []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// running is a node container of the given RabbitMQ version.
+func running(version string) rolling.Container {
+	return rolling.Container{Exists: true, ID: "c-" + version, Running: true, Health: "healthy",
+		Env: []string{"HOME=/var/lib/rabbitmq", "RABBITMQ_VERSION=" + version}}
+}
+
+func TestVersionGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name, running, image string
+		allow                bool
+		want                 string // "" = accepted
+	}{
+		{"same series", "3.10.8", "rabbitmq:3.10-local", false, ""},
+		{"next series", "3.10.8", "rabbitmq:3.11-management", false, ""},
+		{"3.13 to 4.0", "3.13.7", "rabbitmq:4.0-local", false, ""},
+		{"skips series", "3.10.8", "rabbitmq:4.0-local", false, "skips release series: the nodes run 3.10, and RabbitMQ upgrades in place only to the next series (3.11)"},
+		{"downgrade", "4.0.5", "rabbitmq:3.13-management", false, "is a downgrade from the running RabbitMQ 4.0"},
+		{"override", "3.10.8", "rabbitmq:4.0-local", true, ""},
+		{"unversioned tag", "3.10.8", "rabbitmq:latest", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docker := fakeDocker{"rabbitmq-ha-dev-node-1": running(tc.running)}
+			m, err := runWith(docker, map[string]any{"rabbitmqImage": tc.image, "allowUnsupportedUpgrade": tc.allow})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range []string{"rabbitmqImage: " + strconv.Quote(tc.image), tc.want, "allowUnsupportedUpgrade", "node rabbitmq-ha-dev-node-1 runs " + tc.running} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+			if len(m.resources) != 0 {
+				t.Errorf("%d resources registered before the guard refused", len(m.resources))
+			}
+		})
+	}
+}
+
+func TestRollingHooksBound(t *testing.T) {
+	m := run(t, nil)
+	for i := 0; i < 3; i++ {
+		node := m.container(t, fmt.Sprintf("rabbitmq-node-%d", i))
+		if !slices.Equal(node.hooks, []string{"rabbitmq-ha-dev-node-before-delete"}) {
+			t.Errorf("%s before-delete hooks = %v", node.name, node.hooks)
+		}
+	}
+	if h := m.container(t, "rabbitmq-haproxy").hooks; !slices.Equal(h, []string{"rabbitmq-ha-dev-haproxy-before-delete"}) {
+		t.Errorf("HAProxy before-delete hooks = %v", h)
+	}
+	if h := m.container(t, "rabbitmq-node-forget-job").hooks; len(h) != 0 {
+		t.Errorf("forget job hooks = %v", h)
+	}
+
+	m = run(t, map[string]any{"rollingReplace": false})
+	for _, c := range m.byType("docker:index/container:Container") {
+		if len(c.hooks) != 0 {
+			t.Errorf("rollingReplace=false, yet %s has hooks %v", c.name, c.hooks)
+		}
+	}
+}
+
+func TestUploadContentReadsSecretUploads(t *testing.T) {
+	upload := func(file string, content resource.PropertyValue) resource.PropertyValue {
+		return resource.NewObjectProperty(resource.PropertyMap{"file": resource.NewStringProperty(file), "content": content})
+	}
+	inputs := resource.PropertyMap{"uploads": resource.NewArrayProperty([]resource.PropertyValue{
+		upload(render.ScriptPath, resource.NewStringProperty("#!/bin/bash")),
+		upload(render.CookieUploadPath, resource.MakeSecret(resource.NewStringProperty(testCookie))),
+	})}
+	if got, ok := uploadContent(inputs, render.CookieUploadPath); !ok || got != testCookie {
+		t.Errorf("cookie = %q, %v", got, ok)
+	}
+	inputs["uploads"] = resource.MakeSecret(inputs["uploads"])
+	if got, ok := uploadContent(inputs, render.CookieUploadPath); !ok || got != testCookie {
+		t.Errorf("cookie in a secret array = %q, %v", got, ok)
+	}
+	if _, ok := uploadContent(inputs, "/nowhere"); ok {
+		t.Error("found an upload that is not there")
+	}
 }

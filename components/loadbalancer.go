@@ -16,6 +16,8 @@ type LoadBalancerArgs struct {
 	ServerPEM pulumi.StringInput
 	// Nodes are created first, so HAProxy starts with healthy backends.
 	Nodes []*docker.Container
+	// Hooks are bound to the HAProxy container (rolling replacement).
+	Hooks *pulumi.ResourceHookBinding
 }
 
 // LoadBalancer is HAProxy: AMQP and AMQPS over every node, the management
@@ -48,7 +50,8 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	a := containerArgs(spec, image.ImageId, args.Network, nil, map[string]pulumi.StringInput{render.HAProxyCertPath: args.ServerPEM})
 	a.Wait = pulumi.Bool(true)
 	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
-	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn(containerResources(args.Nodes)))
+	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn(containerResources(args.Nodes)),
+		pulumi.ResourceHooks(args.Hooks))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)
 	}

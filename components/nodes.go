@@ -16,6 +16,8 @@ const waitTimeoutSeconds = 360
 type NodesArgs struct {
 	Config  *config.Config
 	Network pulumi.StringInput
+	// Hooks are bound to every node container (rolling replacement).
+	Hooks *pulumi.ResourceHookBinding
 }
 
 // Nodes is the RabbitMQ image, one volume and one container per node, and
@@ -31,7 +33,8 @@ type Nodes struct {
 
 // NewNodes creates the nodes, all at once. Node 0 seeds the cluster; the
 // others join it at boot through peer discovery, retrying while it boots, so
-// the cluster forms in about one boot time, not one per node.
+// the cluster forms in about one boot time, not one per node. Replacements
+// go one node at a time, through the hooks.
 func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.ResourceOption) (*Nodes, error) {
 	cfg := args.Config
 	n := &Nodes{}
@@ -67,7 +70,7 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 		a := containerArgs(spec, image.ImageId, args.Network, volume.Name, nil)
 		a.Wait = pulumi.Bool(true)
 		a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
-		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, parent)
+		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, parent, pulumi.ResourceHooks(args.Hooks))
 		if err != nil {
 			return nil, wrap(spec.Name, err)
 		}

@@ -1,30 +1,91 @@
 package components
 
 import (
+	"context"
+	"fmt"
+	"os"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
-// Program is the Pulumi program: load and validate the config, build the
-// cluster, export its outputs. Bad config fails here, with every problem at
-// once, before any resource is registered.
+// Program is the Pulumi program: load and validate the config, check the
+// upgrade against the running nodes, build the cluster, export its outputs.
+// Bad config fails here, with every problem at once, before any resource is
+// registered.
 func Program(ctx *pulumi.Context) error {
-	cfg, warnings, err := config.Load(config.FromContext(ctx), ctx.Project(), ctx.Stack())
-	if err != nil {
-		return err
-	}
-	for _, w := range warnings {
-		if err := ctx.Log.Warn(w, nil); err != nil {
+	return ProgramWith(func(host string) (rolling.Engine, error) { return rolling.NewDocker(host) })(ctx)
+}
+
+// OpenDocker connects to the Docker daemon at host (empty: the default).
+// Besides the docker provider, the program talks to Docker itself for two
+// things: the version guard reads the running nodes' RabbitMQ version, and
+// the rolling replacement drains nodes and waits for them.
+type OpenDocker func(host string) (rolling.Engine, error)
+
+// ProgramWith is Program with its Docker connection given: the unit tests
+// give a fake one.
+func ProgramWith(open OpenDocker) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		cfg, warnings, err := config.Load(config.FromContext(ctx), ctx.Project(), ctx.Stack())
+		if err != nil {
 			return err
 		}
+		host := dockerHost(ctx, os.Getenv)
+		engine, err := open(host)
+		if err != nil {
+			if cfg.RollingReplace {
+				return fmt.Errorf("%s: %w; set %s to false to replace nodes all at once (and skip the version guard)",
+					config.KeyRollingReplace, err, config.KeyRollingReplace)
+			}
+			warnings = append(warnings, fmt.Sprintf("version guard skipped: %v", err))
+			engine = nil
+		}
+		if engine != nil {
+			if err := checkUpgrade(ctx.Context(), cfg, engine); err != nil {
+				return err
+			}
+		}
+		for _, w := range warnings {
+			if err := ctx.Log.Warn(w, nil); err != nil {
+				return err
+			}
+		}
+		if !cfg.RollingReplace {
+			engine = nil
+		}
+		cluster, err := NewCluster(ctx, "rabbitmq", cfg, engine)
+		if err != nil {
+			return err
+		}
+		for k, v := range cluster.Outputs() {
+			ctx.Export(k, v)
+		}
+		return nil
 	}
-	cluster, err := NewCluster(ctx, "rabbitmq", cfg)
-	if err != nil {
-		return err
-	}
-	for k, v := range cluster.Outputs() {
-		ctx.Export(k, v)
+}
+
+// versionEnv is the official image's record of its RabbitMQ version; the
+// local images carry it too.
+const versionEnv = "RABBITMQ_VERSION"
+
+// checkUpgrade runs the version guard against every node container of the
+// stack that exists, configured or not (a scale-down may be pending).
+func checkUpgrade(ctx context.Context, cfg *config.Config, engine rolling.Engine) error {
+	for i := 0; i < config.MaxNodes; i++ {
+		c, err := engine.Inspect(ctx, cfg.NodeName(i))
+		if err != nil {
+			return fmt.Errorf("version guard: inspect %s: %w", cfg.NodeName(i), err)
+		}
+		v, ok := c.EnvValue(versionEnv)
+		if !c.Exists || !ok {
+			continue
+		}
+		if err := cfg.CheckUpgrade(config.ParseVersion(v)); err != nil {
+			return fmt.Errorf("%w (node %s runs %s)", err, cfg.NodeName(i), v)
+		}
 	}
 	return nil
 }

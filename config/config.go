@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -79,6 +78,10 @@ type Config struct {
 	RestartPolicy string
 	// RetainVolumes keeps the node volumes on destroy and on scale-down.
 	RetainVolumes bool
+	// RollingReplace replaces node containers one at a time.
+	RollingReplace bool
+	// AllowUnsupportedUpgrade lifts the version guard (CheckUpgrade).
+	AllowUnsupportedUpgrade bool
 
 	// AdminUser replaces guest; StatsUser guards the HAProxy stats page.
 	AdminUser string
@@ -167,16 +170,7 @@ var tagVersion = regexp.MustCompile(`^(\d+)\.(\d+)`)
 
 // ImageVersion reads the release series from an image reference's tag.
 // A reference without a version tag (latest, a digest) gives the zero Version.
-func ImageVersion(ref string) Version {
-	tag := imageTag(ref)
-	m := tagVersion.FindStringSubmatch(tag)
-	if m == nil {
-		return Version{}
-	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	return Version{major, minor}
-}
+func ImageVersion(ref string) Version { return ParseVersion(imageTag(ref)) }
 
 // imageTag returns the tag of name[:tag][@digest], or "".
 func imageTag(ref string) string {

@@ -53,9 +53,15 @@ pkgver() {
 	docker run --rm "$base" dpkg-query -W -f '${Version}' "$1" | sed -E 's/^([0-9]+:)?([0-9]+\.[0-9]+).*/\2/'
 }
 
-# Step 3: the thin layers.
+# pkgfull prints a package's upstream version (3.10.8): no epoch, no revision.
+pkgfull() {
+	docker run --rm "$base" dpkg-query -W -f '${Version}' "$1" | sed -E 's/^([0-9]+:)?([^-+~]+).*/\2/'
+}
+
+# Step 3: the thin layers. VERSION becomes the image's RABBITMQ_VERSION or
+# HAPROXY_VERSION, as in the official images.
 build() {
-	local tag=$1 dir=$2 hash
+	local tag=$1 dir=$2 version=$3 hash
 	hash=$(cd "$dir" && sha256sum -- * | sha256sum | cut -c1-16)
 	if [ "${FORCE:-0}" != 1 ] && exists "$tag" &&
 		[ "$(docker image inspect -f '{{index .Config.Labels "org.rabbitmq-ha.layer"}}' "$tag")" = "$hash" ]; then
@@ -63,10 +69,10 @@ build() {
 		return
 	fi
 	log "docker build $tag"
-	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" \
+	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" --build-arg "VERSION=$version" \
 		--label "org.rabbitmq-ha.suite=$suite" --label "org.rabbitmq-ha.layer=$hash" \
 		-t "$tag" "$dir" >/dev/null 2>&1
 }
 
-build "rabbitmq:$(pkgver rabbitmq-server)-local" "$here/rabbitmq"
-build "haproxy:$(pkgver haproxy)-local" "$here/haproxy"
+build "rabbitmq:$(pkgver rabbitmq-server)-local" "$here/rabbitmq" "$(pkgfull rabbitmq-server)"
+build "haproxy:$(pkgver haproxy)-local" "$here/haproxy" "$(pkgfull haproxy)"

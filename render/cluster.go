@@ -3,6 +3,7 @@ package render
 import (
 	_ "embed"
 	"fmt"
+	"strconv"
 	"text/template"
 )
 
@@ -47,6 +48,12 @@ func ClusterScript(d ClusterData) (string, error) {
 
 // NodeCommand is a node container's command.
 func NodeCommand(nodeType string) []string { return []string{ScriptPath, "node", nodeType} }
+
+// DrainCommand takes a node out of service before it is stopped, waiting
+// at most seconds for each step.
+func DrainCommand(seconds int) []string {
+	return []string{ScriptPath, "drain", strconv.Itoa(seconds)}
+}
 
 // ForgetCommand is the forget job's command: forget every member but these.
 func ForgetCommand(members []string) []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -225,6 +226,7 @@ func WaitRunning(t testing.TB, container string, want int, timeout time.Duration
 // producer as a careful application writes it.
 type Publisher struct {
 	url, queue string
+	pace       time.Duration
 	stop, done chan struct{}
 
 	mu        sync.Mutex
@@ -232,17 +234,40 @@ type Publisher struct {
 	attempted int
 	lastOK    time.Time
 	maxGap    time.Duration // the longest time between two confirms
+	stalls    []Stall
+	events    []Event
+}
+
+// StallThreshold is the least gap between confirms that counts as a stall.
+const StallThreshold = time.Second
+
+// Stall is a gap between two confirms of at least StallThreshold.
+type Stall struct {
+	From   time.Time
+	Length time.Duration
+}
+
+// Stalls returns every stall so far, oldest first.
+func (p *Publisher) Stalls() []Stall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Stall(nil), p.stalls...)
 }
 
 // StartPublisher starts publishing to a durable queue (declared on connect).
-func StartPublisher(url, queue string) *Publisher {
-	p := &Publisher{url: url, queue: queue, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+func StartPublisher(url, queue string) *Publisher { return StartPacedPublisher(url, queue, 0) }
+
+// StartPacedPublisher is StartPublisher that waits pace after each confirm,
+// which bounds the queue's growth.
+func StartPacedPublisher(url, queue string, pace time.Duration) *Publisher {
+	p := &Publisher{url: url, queue: queue, pace: pace, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
 	go p.run()
 	return p
 }
 
 func (p *Publisher) run() {
 	defer close(p.done)
+	dialErrors := 0
 	for {
 		select {
 		case <-p.stop:
@@ -253,33 +278,46 @@ func (p *Publisher) run() {
 		// behind it (rabbitmqctl list_connections node client_properties).
 		conn, err := amqp.DialConfig(p.url, amqp.Config{Properties: amqp.Table{"connection_name": p.queue}})
 		if err != nil {
+			if dialErrors == 0 {
+				p.event("dial failed: %v (retrying every 100 ms)", err)
+			}
+			dialErrors++
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		p.session(conn)
+		p.event("connected (after %d failed dials)", dialErrors)
+		dialErrors = 0
+		if reason := p.session(conn); reason != "" {
+			p.event("session ended: %s", reason)
+		}
 		conn.Close()
 	}
 }
 
-// session publishes on one connection until it fails or the publisher stops.
-func (p *Publisher) session(conn *amqp.Connection) {
+// confirmTimeout is how long the publisher waits for one confirm before it
+// gives up on the connection and dials again.
+const confirmTimeout = 5 * time.Second
+
+// session publishes on one connection until it fails or the publisher
+// stops, and says why it ended.
+func (p *Publisher) session(conn *amqp.Connection) string {
 	ch, err := conn.Channel()
 	if err != nil {
-		return
+		return "channel: " + err.Error()
 	}
 	if _, err := ch.QueueDeclare(p.queue, true, false, false, false, nil); err != nil {
-		return
+		return "queue.declare: " + err.Error()
 	}
 	if err := ch.Confirm(false); err != nil {
-		return
+		return "confirm.select: " + err.Error()
 	}
 	for i := 0; ; i++ {
 		select {
 		case <-p.stop:
-			return
+			return ""
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
 		p.mu.Lock()
 		p.attempted++
 		p.mu.Unlock()
@@ -288,22 +326,54 @@ func (p *Publisher) session(conn *amqp.Connection) {
 		})
 		if err != nil {
 			cancel()
-			return
+			return "publish: " + err.Error()
 		}
 		ok, err := dc.WaitContext(ctx)
 		cancel()
-		if err != nil || !ok {
-			return
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Sprintf("no confirm within %s", confirmTimeout)
+		case err != nil:
+			return "confirm: " + err.Error()
+		case !ok:
+			return "nack (or the channel closed: " + fmt.Sprint(conn.IsClosed()) + ")"
 		}
 		p.mu.Lock()
 		now := time.Now()
-		if gap := now.Sub(p.lastOK); gap > p.maxGap {
+		gap := now.Sub(p.lastOK)
+		if gap > p.maxGap {
 			p.maxGap = gap
+		}
+		if gap >= StallThreshold {
+			p.stalls = append(p.stalls, Stall{From: p.lastOK, Length: gap})
 		}
 		p.lastOK = now
 		p.confirmed++
 		p.mu.Unlock()
+		if p.pace > 0 {
+			time.Sleep(p.pace)
+		}
 	}
+}
+
+// Event is one thing that happened to the publisher's connection.
+type Event struct {
+	At   time.Time
+	What string
+}
+
+func (p *Publisher) event(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, Event{time.Now(), fmt.Sprintf(format, args...)})
+}
+
+// Events returns what happened to the publisher's connections, oldest
+// first: connects, failed dials and why each session ended.
+func (p *Publisher) Events() []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Event(nil), p.events...)
 }
 
 // Stats returns the counts so far and the longest gap between confirms.
@@ -317,7 +387,7 @@ func (p *Publisher) Stats() (confirmed, attempted int, maxGap time.Duration) {
 func (p *Publisher) ResetGap() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.maxGap, p.lastOK = 0, time.Now()
+	p.maxGap, p.lastOK, p.stalls = 0, time.Now(), nil
 }
 
 // AwaitConfirmed waits until at least n more messages are confirmed and

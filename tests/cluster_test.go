@@ -1,13 +1,19 @@
 package tests
 
 import (
+	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 // startCluster runs a config's nodes with plain docker as the stack does:
@@ -120,6 +126,60 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	}
 	WaitRunning(t, node(0), 3, time.Minute)
 	expectDepth(t, admin(1), queue, n)
+
+	// 4. Drained as the rolling replacement does it, through the Docker API:
+	// the node stops taking clients and fails its health check, the queue
+	// stays whole on the others, and a restart brings it back into service.
+	testDrain(t, cfg, 2, admin, queue, n)
+}
+
+func testDrain(t *testing.T, cfg *config.Config, i int, admin func(int) string, queue string, n int) {
+	t.Helper()
+	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	name := cfg.NodeName(i)
+	before, err := docker.Inspect(ctx, name)
+	if err != nil || !before.Healthy() {
+		t.Fatalf("inspect %s = %+v, %v; want healthy", name, before, err)
+	}
+	if v, _ := before.EnvValue("RABBITMQ_VERSION"); config.ParseVersion(v) != config.ImageVersion(RabbitMQ3Image) {
+		t.Errorf("RABBITMQ_VERSION = %q, want the %s series", v, config.ImageVersion(RabbitMQ3Image))
+	}
+	if missing, err := docker.Inspect(ctx, cfg.Prefix+"-no-such-node"); err != nil || missing.Exists {
+		t.Errorf("inspect of a missing container = %+v, %v", missing, err)
+	}
+	start := time.Now()
+	code, out, err := docker.Exec(ctx, name, render.DrainCommand(60))
+	if err != nil || code != 0 {
+		t.Fatalf("drain: exit %d, %v:\n%s", code, err, out)
+	}
+	t.Logf("drained %s in %s", name, time.Since(start).Round(100*time.Millisecond))
+	for _, want := range []string{"drain: waiting until every quorum queue", "drain: entering maintenance mode", "drain: done"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("drain output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := amqp.Dial(admin(i)); err == nil {
+		t.Errorf("%s still takes AMQP clients after its drain", name)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c, _ := docker.Inspect(ctx, name); c.Health != "unhealthy"; c, _ = docker.Inspect(ctx, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %q 30 s after its drain, want unhealthy", name, c.Health)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	expectDepth(t, admin((i+1)%cfg.Nodes), queue, n)
+
+	MustDocker(t, "restart", name)
+	WaitHealthy(t, name, 3*time.Minute)
+	conn := Dial(t, admin(i), nil, 30*time.Second)
+	conn.Close()
+	WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
+	expectDepth(t, admin(i), queue, n)
 }
 
 func expectDepth(t *testing.T, url, queue string, want int) {

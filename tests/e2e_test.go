@@ -275,7 +275,7 @@ func TestIntegrationE2EMirrored(t *testing.T) {
 	s.expectNoChanges(t)
 
 	// Destroy leaves no container, network or volume of the stack.
-	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
+	if _, err := s.Destroy(context.Background(), optdestroy.RunProgram(true), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
 	filter := "label=" + components.LabelStack + "=" + prefix
@@ -360,7 +360,7 @@ func TestIntegrationE2EQuorum(t *testing.T) {
 	WaitHealthy(t, prefix+"-node-1", 3*time.Minute)
 
 	// Destroy removes containers and network, and keeps the volumes as configured.
-	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
+	if _, err := s.Destroy(context.Background(), optdestroy.RunProgram(true), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
 	filter := "label=" + components.LabelStack + "=" + prefix

@@ -183,6 +183,29 @@ func shellJoin(args []string) string {
 	return strings.Join(q, " ")
 }
 
+// Relabel builds tag from image with one more label: the same software
+// under a new image ID, so every container of it is re-created.
+func Relabel(image, tag, label string) error {
+	dockerfile := fmt.Sprintf("FROM %s\nLABEL org.rabbitmq-ha.test=%q\n", image, label)
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(dockerfile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker build %s: %w\n%s", tag, err, out)
+	}
+	return nil
+}
+
+// RelabelImage is Relabel for a test; the tag is removed when it ends.
+func RelabelImage(t testing.TB, image, tag string) string {
+	t.Helper()
+	if err := Relabel(image, tag, t.Name()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = Docker(context.Background(), nil, "rmi", "-f", tag) })
+	return tag
+}
+
 // WaitHealthy waits until a container's healthcheck passes.
 func WaitHealthy(t testing.TB, name string, timeout time.Duration) time.Duration {
 	t.Helper()

@@ -1,0 +1,147 @@
+package components
+
+import (
+	"context"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
+)
+
+// Rolling replacement tuning.
+const (
+	// drainTimeoutSeconds bounds each step of a node's drain.
+	drainTimeoutSeconds = 120
+	// rollingGrace is how long a node the gate stopped may stay absent
+	// before it counts as removed rather than being replaced. Pulumi starts
+	// a replacement's create right after its delete.
+	rollingGrace = 5 * time.Second
+)
+
+// rollingHooks binds the rolling replacement gate to the containers: the
+// node hooks order node deletions, and HAProxy's delete tells the gate the
+// nodes are going away for good (a destroy deletes HAProxy first; an update
+// replaces HAProxy only after every node is done).
+type rollingHooks struct {
+	node    *pulumi.ResourceHookBinding
+	haproxy *pulumi.ResourceHookBinding
+}
+
+// newRollingHooks registers the hooks. Without an engine (rollingReplace
+// off) it returns empty bindings: nodes are then replaced all at once.
+func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Engine) (*rollingHooks, error) {
+	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, haproxy: &pulumi.ResourceHookBinding{}}
+	if engine == nil {
+		return h, nil
+	}
+	var nodes []string
+	for i := 0; i < cfg.Nodes; i++ {
+		nodes = append(nodes, cfg.NodeName(i))
+	}
+	gate := rolling.New(engine, rolling.Settings{
+		Nodes:   nodes,
+		Drain:   render.DrainCommand(drainTimeoutSeconds),
+		Timeout: waitTimeoutSeconds * time.Second,
+		Grace:   rollingGrace,
+		Log: func(msg string) {
+			_ = ctx.Log.Info("rolling replacement: "+msg, nil)
+		},
+	})
+	name := func(args *pulumi.ResourceHookArgs) string {
+		if n, ok := stringProp(args.OldOutputs, "name"); ok {
+			return n
+		}
+		n, _ := stringProp(args.NewInputs, "name")
+		return n
+	}
+	beforeDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-before-delete", func(args *pulumi.ResourceHookArgs) error {
+		if uploaded, ok := uploadContent(args.OldInputs, render.CookieUploadPath); ok && uploaded != cfg.Secrets.ErlangCookie {
+			gate.Unchecked("the Erlang cookie changed, and nodes with different cookies cannot form one cluster, " +
+				"so every node restarts at once (see docs/RUNBOOK.md, rotating the Erlang cookie)")
+		}
+		return gate.BeforeDelete(context.Background(), name(args))
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	afterDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-after-delete", func(args *pulumi.ResourceHookArgs) error {
+		gate.AfterDelete(name(args))
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	beforeCreate, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-before-create", func(args *pulumi.ResourceHookArgs) error {
+		gate.BeforeCreate(name(args))
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	haproxyDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-haproxy-before-delete", func(*pulumi.ResourceHookArgs) error {
+		gate.Unchecked("HAProxy is being deleted: a destroy, or its replacement after every node was done; " +
+			"node deletions left in this run (a scale-down or the destroy) go ahead together")
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	h.node = &pulumi.ResourceHookBinding{
+		BeforeDelete: []*pulumi.ResourceHook{beforeDelete},
+		AfterDelete:  []*pulumi.ResourceHook{afterDelete},
+		BeforeCreate: []*pulumi.ResourceHook{beforeCreate},
+	}
+	h.haproxy = &pulumi.ResourceHookBinding{BeforeDelete: []*pulumi.ResourceHook{haproxyDelete}}
+	return h, nil
+}
+
+// stringProp reads a string property, secret or not.
+func stringProp(m resource.PropertyMap, key resource.PropertyKey) (string, bool) {
+	v, ok := m[key]
+	if !ok {
+		return "", false
+	}
+	for v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if !v.IsString() {
+		return "", false
+	}
+	return v.StringValue(), true
+}
+
+// uploadContent is the content a container's inputs upload to path.
+func uploadContent(inputs resource.PropertyMap, path string) (string, bool) {
+	v, ok := inputs["uploads"]
+	for ok && v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if !ok || !v.IsArray() {
+		return "", false
+	}
+	for _, u := range v.ArrayValue() {
+		for u.IsSecret() {
+			u = u.SecretValue().Element
+		}
+		if !u.IsObject() {
+			continue
+		}
+		if file, _ := stringProp(u.ObjectValue(), "file"); file == path {
+			return stringProp(u.ObjectValue(), "content")
+		}
+	}
+	return "", false
+}
+
+// dockerHost is the Docker daemon the docker provider talks to: its host
+// setting, else DOCKER_HOST, else the local socket.
+func dockerHost(ctx *pulumi.Context, getenv func(string) string) string {
+	if h, ok := ctx.GetConfig("docker:host"); ok && h != "" {
+		return h
+	}
+	return getenv("DOCKER_HOST")
+}
