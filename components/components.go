@@ -102,3 +102,10 @@ func wrap(what string, err error) error {
 	}
 	return nil
 }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -171,8 +171,8 @@ func TestResourceCounts(t *testing.T) {
 	want := map[string]int{
 		"docker:index/network:Network":                  1,
 		"docker:index/remoteImage:RemoteImage":          2,
-		"docker:index/volume:Volume":                    3,
-		"docker:index/container:Container":              5, // 3 nodes, HAProxy, forget job
+		"docker:index/volume:Volume":                    4, // 3 nodes, HAProxy's TLS
+		"docker:index/container:Container":              6, // 3 nodes, HAProxy, forget job, cert job
 		"tls:index/privateKey:PrivateKey":               2,
 		"tls:index/selfSignedCert:SelfSignedCert":       1,
 		"tls:index/locallySignedCert:LocallySignedCert": 1,
@@ -294,9 +294,34 @@ func TestHAProxyInputs(t *testing.T) {
 	if !strings.Contains(cfg, "stats auth admin:"+testStats) {
 		t.Error("haproxy.cfg lacks the stats credentials")
 	}
-	pem, _, secret := upload(t, h, render.HAProxyCertPath)
-	if !secret || pem != "CERT rabbitmq-pki-server\nCERT rabbitmq-pki-ca\nKEY rabbitmq-pki-server-key\n" {
-		t.Errorf("server PEM (secret %v) = %q", secret, pem)
+	// The bundle reaches HAProxy through the cert job and the TLS volume,
+	// never as an upload of HAProxy's: a renewal must not re-create it.
+	for _, u := range h.inputs["uploads"].ArrayValue() {
+		if f := u.ObjectValue()["file"].StringValue(); f != render.HAProxyConfigPath && f != render.HAProxyScriptPath {
+			t.Errorf("HAProxy uploads %s", f)
+		}
+	}
+	if got := strings.Join(stringsOf(h.inputs["command"]), " "); got != render.HAProxyScriptPath+" run" {
+		t.Errorf("HAProxy command = %q", got)
+	}
+	job := m.container(t, "rabbitmq-haproxy-cert-job")
+	pem, mode, secret := upload(t, job, render.CertUploadPath)
+	if !secret || mode != "0400" || pem != "CERT rabbitmq-pki-server\nCERT rabbitmq-pki-ca\nKEY rabbitmq-pki-server-key\n" {
+		t.Errorf("server PEM (secret %v, mode %s) = %q", secret, mode, pem)
+	}
+	if str(t, job, "user") != "root" || job.inputs["mustRun"].BoolValue() || !job.inputs["attach"].BoolValue() ||
+		strings.Join(stringsOf(job.inputs["command"]), " ") != render.HAProxyScriptPath+" install-cert "+render.CertUploadPath {
+		t.Errorf("cert job = %v", job.inputs)
+	}
+	for _, c := range []registered{h, job} {
+		v := c.inputs["volumes"].ArrayValue()
+		if len(v) != 1 || v[0].ObjectValue()["volumeName"].StringValue() != "rabbitmq-ha-dev-haproxy-tls" ||
+			v[0].ObjectValue()["containerPath"].StringValue() != render.HAProxyCertDir {
+			t.Errorf("%s volumes = %v", c.name, v)
+		}
+	}
+	if !containsSuffix(h.deps, "rabbitmq-haproxy-cert-job") {
+		t.Error("HAProxy does not wait for the cert job")
 	}
 	want := map[float64]float64{5672: 56729, 5671: 56671, 15672: 55672, 1080: 51080}
 	for _, p := range h.inputs["ports"].ArrayValue() {
@@ -514,4 +539,13 @@ func TestUploadContentReadsSecretUploads(t *testing.T) {
 	if _, ok := uploadContent(inputs, "/nowhere"); ok {
 		t.Error("found an upload that is not there")
 	}
+}
+
+// stringsOf is an array input's strings.
+func stringsOf(v resource.PropertyValue) []string {
+	var out []string
+	for _, e := range v.ArrayValue() {
+		out = append(out, e.StringValue())
+	}
+	return out
 }

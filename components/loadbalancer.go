@@ -1,6 +1,8 @@
 package components
 
 import (
+	"fmt"
+
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -27,6 +29,9 @@ type LoadBalancer struct {
 
 	// Container is the HAProxy container.
 	Container *docker.Container
+	// CertInstalled is true once the cert job installed the current bundle,
+	// and an error if it failed.
+	CertInstalled pulumi.BoolOutput `pulumi:"certInstalled"`
 }
 
 // NewLoadBalancer creates the HAProxy image and container.
@@ -43,17 +48,52 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	if err != nil {
 		return nil, wrap("HAProxy image", err)
 	}
-	spec, err := HAProxySpec(args.Config, "")
+	cfg := args.Config
+	job, err := CertJobSpec(cfg, "")
 	if err != nil {
 		return nil, err
 	}
-	a := containerArgs(spec, image.ImageId, args.Network, nil, map[string]pulumi.StringInput{render.HAProxyCertPath: args.ServerPEM})
+	volume, err := docker.NewVolume(ctx, name+"-tls", &docker.VolumeArgs{
+		Name:   pulumi.String(job.Volume),
+		Labels: volumeLabels(job.Labels),
+	}, parent)
+	if err != nil {
+		return nil, wrap(job.Volume, err)
+	}
+
+	// The cert job installs the bundle into the TLS volume and exits; Pulumi
+	// waits for it (attach). A renewed certificate replaces the job, not
+	// HAProxy, which reloads on its own when the bundle changes.
+	ja := containerArgs(job, image.ImageId, args.Network, volume.Name, map[string]pulumi.StringInput{render.CertUploadPath: args.ServerPEM})
+	ja.MustRun = pulumi.Bool(false)
+	ja.Attach = pulumi.Bool(true)
+	ja.Logs = pulumi.Bool(true)
+	certJob, err := docker.NewContainer(ctx, name+"-cert-job", ja, parent, pulumi.DeleteBeforeReplace(true))
+	if err != nil {
+		return nil, wrap("cert job", err)
+	}
+	// A failed install fails the update: nothing else would notice, as a
+	// running HAProxy keeps serving the old bundle.
+	lb.CertInstalled = pulumi.All(certJob.ExitCode, certJob.ContainerLogs).ApplyT(func(v []any) (bool, error) {
+		if code := v[0].(int); code != 0 {
+			logs, _ := v[1].(*string)
+			return false, fmt.Errorf("the cert job %s exited with %d: %s", job.Name, code, deref(logs))
+		}
+		return true, nil
+	}).(pulumi.BoolOutput)
+
+	spec, err := HAProxySpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := containerArgs(spec, image.ImageId, args.Network, volume.Name, nil)
 	a.Wait = pulumi.Bool(true)
 	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
-	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn(containerResources(args.Nodes)),
+	lb.Container, err = docker.NewContainer(ctx, name, a, parent,
+		pulumi.DependsOn(append(containerResources(args.Nodes), certJob)),
 		pulumi.ResourceHooks(args.Hooks))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)
 	}
-	return lb, ctx.RegisterResourceOutputs(lb, pulumi.Map{})
+	return lb, ctx.RegisterResourceOutputs(lb, pulumi.Map{"certInstalled": lb.CertInstalled})
 }

@@ -19,9 +19,11 @@ type ContainerSpec struct {
 	Name     string
 	Hostname string
 	Command  []string
-	IP       string
-	Ports    []PortSpec
-	Files    []FileSpec
+	// User overrides the image's user when set.
+	User  string
+	IP    string
+	Ports []PortSpec
+	Files []FileSpec
 	// Volume is mounted at VolumePath when set.
 	Volume, VolumePath string
 	Health             *HealthSpec
@@ -170,11 +172,15 @@ func nodeSharedFiles(cfg *config.Config) ([]FileSpec, error) {
 	}, nil
 }
 
-// HAProxySpec returns HAProxy's container. The certificate bundle comes from
-// the PKI, so it is passed in: certPEM is an output in Pulumi, a test's own
-// PEM in the integration tests.
-func HAProxySpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
+// HAProxySpec returns HAProxy's container. Its certificate bundle is not
+// one of its files: the cert job writes it into the TLS volume, and HAProxy
+// reloads when it changes, so a renewal does not re-create the container.
+func HAProxySpec(cfg *config.Config) (ContainerSpec, error) {
 	text, err := render.HAProxyConfig(HAProxyData(cfg))
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	script, err := render.HAProxyScript()
 	if err != nil {
 		return ContainerSpec{}, err
 	}
@@ -182,6 +188,7 @@ func HAProxySpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
 	return ContainerSpec{
 		Name:     cfg.Prefix + "-haproxy",
 		Hostname: cfg.Prefix + "-haproxy",
+		Command:  render.HAProxyCommand(),
 		IP:       cfg.HAProxyIP.String(),
 		Ports: []PortSpec{
 			{host, render.AMQPPort, cfg.Ports.AMQP},
@@ -190,10 +197,12 @@ func HAProxySpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
 			{host, render.StatsPort, cfg.Ports.Stats},
 		},
 		Files: []FileSpec{
-			// The config holds the stats password and the bundle the key.
+			// The config holds the stats password.
 			{Path: render.HAProxyConfigPath, Content: text, Mode: "0644", Secret: true},
-			{Path: render.HAProxyCertPath, Content: certPEM, Mode: "0644", Secret: true},
+			{Path: render.HAProxyScriptPath, Content: script, Mode: "0755"},
 		},
+		Volume:     TLSVolumeName(cfg),
+		VolumePath: render.HAProxyCertDir,
 		// Healthy once the management frontend listens: the broker settings
 		// go through it, so `pulumi up` waits for this.
 		Health: &HealthSpec{
@@ -202,6 +211,33 @@ func HAProxySpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
 		},
 		Restart: cfg.RestartPolicy,
 		Labels:  labels(cfg.Prefix, RoleHAProxy, nil),
+	}, nil
+}
+
+// TLSVolumeName is the volume that holds HAProxy's certificate bundle.
+func TLSVolumeName(cfg *config.Config) string { return cfg.Prefix + "-haproxy-tls" }
+
+// CertJobSpec returns the job that installs the certificate bundle into the
+// TLS volume. It runs as root, so it can make the bundle readable by the
+// haproxy user alone. The bundle comes from the PKI, so it is passed in:
+// certPEM is an output in Pulumi, a test's own PEM in the integration tests.
+func CertJobSpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
+	script, err := render.HAProxyScript()
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	return ContainerSpec{
+		Name:    cfg.Prefix + "-haproxy-cert-job",
+		Command: render.InstallCertCommand(),
+		User:    "root",
+		Files: []FileSpec{
+			{Path: render.HAProxyScriptPath, Content: script, Mode: "0755"},
+			{Path: render.CertUploadPath, Content: certPEM, Mode: "0400", Secret: true},
+		},
+		Volume:     TLSVolumeName(cfg),
+		VolumePath: render.HAProxyCertDir,
+		Restart:    "no",
+		Labels:     labels(cfg.Prefix, RoleJob, nil),
 	}, nil
 }
 
@@ -234,6 +270,9 @@ func containerArgs(s ContainerSpec, image, network pulumi.StringInput, volume pu
 	}
 	if s.Hostname != "" {
 		a.Hostname = pulumi.String(s.Hostname)
+	}
+	if s.User != "" {
+		a.User = pulumi.String(s.User)
 	}
 	if len(s.Command) > 0 {
 		a.Command = pulumi.ToStringArray(s.Command)

@@ -11,6 +11,16 @@ var haproxyText string
 
 var haproxyTemplate = template.Must(template.New("haproxy.cfg").Parse(haproxyText))
 
+//go:embed haproxy.sh.tmpl
+var haproxyScriptText string
+
+var haproxyScriptTemplate = template.Must(template.New("haproxy.sh").Parse(haproxyScriptText))
+
+// CertWaitSeconds bounds how long HAProxy waits at start for the cert job's
+// first bundle. The job runs before HAProxy is created, so this only covers
+// a volume that was emptied by hand.
+const CertWaitSeconds = 30
+
 // HAProxyData is what haproxy.cfg is rendered from.
 type HAProxyData struct {
 	// Nodes are the backends, in node order.
@@ -37,4 +47,21 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 		AMQPPort, AMQPSPort, ManagementPort, StatsPort int
 		CertPath                                       string
 	}{d, Header, AMQPPort, AMQPSPort, ManagementPort, StatsPort, HAProxyCertPath})
+}
+
+// HAProxyScript renders haproxy.sh. It depends on nothing but the paths, so
+// a renewal or a scale change never changes it.
+func HAProxyScript() (string, error) {
+	return execute(haproxyScriptTemplate, struct {
+		Header, ConfigPath, CertPath string
+		CertWaitTenths               int
+	}{Header, HAProxyConfigPath, HAProxyCertPath, CertWaitSeconds * 10})
+}
+
+// HAProxyCommand is the HAProxy container's command.
+func HAProxyCommand() []string { return []string{HAProxyScriptPath, "run"} }
+
+// InstallCertCommand is the cert job's command.
+func InstallCertCommand() []string {
+	return []string{HAProxyScriptPath, "install-cert", CertUploadPath}
 }

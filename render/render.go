@@ -35,8 +35,16 @@ const (
 	ReadyFile = "/tmp/rabbitmq-ha.ready"
 	// HAProxyConfigPath is where the official HAProxy image reads its config.
 	HAProxyConfigPath = "/usr/local/etc/haproxy/haproxy.cfg"
+	// HAProxyScriptPath is the HAProxy script: the HAProxy container's
+	// command, and the cert job's.
+	HAProxyScriptPath = "/opt/rabbitmq-ha/haproxy.sh"
+	// HAProxyCertDir is where the TLS volume is mounted, in HAProxy and in
+	// the cert job.
+	HAProxyCertDir = "/usr/local/etc/haproxy/tls"
 	// HAProxyCertPath is the PEM bundle (certificate, CA, key) for AMQPS.
-	HAProxyCertPath = "/usr/local/etc/haproxy/certs/server.pem"
+	HAProxyCertPath = HAProxyCertDir + "/server.pem"
+	// CertUploadPath is where the cert job gets the bundle it installs.
+	CertUploadPath = "/opt/rabbitmq-ha/server.pem"
 )
 
 // Container ports. The host ports are configurable; these are fixed.

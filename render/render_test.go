@@ -48,11 +48,18 @@ func TestHAProxyConfig(t *testing.T) {
 		"bind :5672\n", "bind :5671 ssl crt "+HAProxyCertPath+" ssl-min-ver TLSv1.2",
 		"server s-node-0 10.9.0.10:5672 check", "server s-node-2 10.9.0.12:5672 check",
 		"server s-node-1 10.9.0.11:15672 check",
-		"on-marked-down shutdown-sessions", "rise 2 fall 2", "inter 1s",
+		"on-marked-down shutdown-sessions", "rise 2 fall 2", "inter 1s", "option redispatch 1\n",
 		"option clitcpka", "option srvtcpka", "timeout client 3h", "timeout server 3h",
 		"bind :1080", "stats auth admin:stats-Passw0rd!",
 	)
 	mustNotContain(t, cfg, "verify none")
+	// The management backend's sessions outlive a node's mark-down: an API
+	// request redispatched away from a dead node must not be shut with it.
+	mgmt := cfg[strings.Index(cfg, "backend rabbitmq_management"):strings.Index(cfg, "listen stats")]
+	amqp := cfg[strings.Index(cfg, "backend rabbitmq_amqp"):strings.Index(cfg, "frontend management")]
+	mustContain(t, amqp, "default-server on-marked-down shutdown-sessions\n")
+	mustNotContain(t, mgmt, "shutdown-sessions")
+	mustNotContain(t, cfg[:strings.Index(cfg, "frontend amqp")], "shutdown-sessions")
 	again, _ := HAProxyConfig(threeNodes)
 	if again != cfg {
 		t.Error("rendering is not deterministic")
@@ -142,22 +149,41 @@ func TestClusterScript(t *testing.T) {
 	}
 }
 
-// TestClusterScriptShellcheck runs the real shellcheck on the rendered script.
-func TestClusterScriptShellcheck(t *testing.T) {
+// TestScriptsShellcheck runs the real shellcheck on the rendered scripts.
+func TestScriptsShellcheck(t *testing.T) {
 	t.Parallel()
 	shellcheck, err := exec.LookPath("shellcheck")
 	if err != nil {
 		t.Fatal("shellcheck is not installed (Debian package shellcheck; .ci/run installs it)")
 	}
-	s, err := ClusterScript(clusterData)
+	cluster, err := ClusterScript(clusterData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "cluster.sh")
-	if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
+	haproxy, err := HAProxyScript()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(shellcheck, "--severity=style", path).CombinedOutput(); err != nil {
-		t.Fatalf("shellcheck: %v\n%s", err, out)
+	for name, s := range map[string]string{"cluster.sh": cluster, "haproxy.sh": haproxy} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(shellcheck, "--severity=style", path).CombinedOutput(); err != nil {
+			t.Errorf("shellcheck %s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+func TestHAProxyScript(t *testing.T) {
+	t.Parallel()
+	s, err := HAProxyScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly CFG='"+HAProxyConfigPath+"'", "readonly CERT='"+HAProxyCertPath+"'",
+		"readonly CERT_WAIT_TENTHS=300", "haproxy -W -db -f", "kill -USR2", "install -o haproxy -g haproxy -m 0400")
+	if got := strings.Join(InstallCertCommand(), " "); got != HAProxyScriptPath+" install-cert "+CertUploadPath {
+		t.Errorf("InstallCertCommand = %s", got)
 	}
 }

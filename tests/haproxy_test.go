@@ -2,8 +2,11 @@ package tests
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/csv"
+	"encoding/pem"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 )
 
@@ -32,7 +36,8 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := components.HAProxySpec(cfg, pki.ServerPEM)
+	installCert(t, cfg, pki.ServerPEM)
+	spec, err := components.HAProxySpec(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +76,8 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if st := serverStates(t, e.Stats, cfg.StatsUser); st[cfg.NodeName(1)] != "UP" {
 		t.Errorf("server states = %v", st)
 	}
+
+	testCertReload(t, cfg, pki, admin(e.AMQPS))
 
 	// Kill node 1. leastconn spreads three connections over the three nodes;
 	// exactly the one on node 1 must be shut soon after the kill.
@@ -125,6 +132,111 @@ func TestIntegrationHAProxy(t *testing.T) {
 		t.Errorf("confirmed %d of 20 after the kill", got)
 	}
 	conn.Close()
+
+	// A node removed outright, before HAProxy has marked it down: every new
+	// management API connection still gets an answer (the connection to the
+	// dead node is redispatched at once), as `pulumi refresh` needs right
+	// after a `docker rm`. Node 1 comes back first: with two of three nodes
+	// down, pause_minority would pause the last one.
+	MustDocker(t, "start", cfg.NodeName(1))
+	WaitHealthy(t, cfg.NodeName(1), 3*time.Minute)
+	for serverStates(t, e.Stats, cfg.StatsUser)[cfg.NodeName(1)] != "UP" {
+		time.Sleep(200 * time.Millisecond)
+	}
+	MustDocker(t, "rm", "-f", cfg.NodeName(2))
+	removed := time.Now()
+	requests := 0
+	for i := 0; time.Since(removed) < 3*time.Second; i++ {
+		req, _ := http.NewRequest(http.MethodGet, e.Management+"/api/overview", nil)
+		req.SetBasicAuth(cfg.AdminUser, TestAdminPassword)
+		req.Close = true // a new connection each time, as a fresh provider makes
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("management API request %d, %s after the node was removed: %v\nHAProxy's log:\n%s", i, time.Since(removed).Round(time.Millisecond), err, MustDocker(t, "logs", "--tail", "15", spec.Name))
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("management API request %d after the node was removed: %s", i, resp.Status)
+		}
+		requests = i + 1
+	}
+	t.Logf("%d management API requests in the 3 s after a node was removed: all answered", requests)
+}
+
+// installCert runs the cert job, which puts a bundle into the TLS volume.
+func installCert(t *testing.T, cfg *config.Config, bundle string) {
+	t.Helper()
+	job, err := components.CertJobSpec(cfg, bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	RunJob(t, job, HAProxyImage, cfg.Prefix)
+}
+
+// testCertReload installs a new certificate bundle while a TLS probe
+// connects every 10 ms and an AMQPS client stays connected: HAProxy serves
+// the new certificate within seconds, refuses no connection, and keeps the
+// client.
+func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL string) {
+	renewed, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := old.Pool.Clone()
+	pool.AppendCertsFromPEM([]byte(renewed.CAPEM))
+	conf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	held := Dial(t, amqpsURL, conf, 30*time.Second)
+	defer held.Close()
+	u, err := url.Parse(amqpsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := StartTLSProbe(u.Host, conf, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	installed := time.Now()
+	installCert(t, cfg, renewed.ServerPEM)
+	want := leafOf(t, renewed.ServerPEM)
+	for {
+		if c, ok := probe.Current(); ok && c.Leaf.Equal(want) {
+			t.Logf("HAProxy served the new certificate %s after the install", c.First.Sub(installed).Round(10*time.Millisecond))
+			break
+		}
+		if time.Since(installed) > 10*time.Second {
+			t.Fatal("HAProxy still serves the old certificate 10 s after the install")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	ok, failures, seen := probe.Stop()
+	t.Logf("TLS probe: %d handshakes, %d failed, %d certificates served", ok, len(failures), len(seen))
+	if len(failures) > 0 {
+		t.Errorf("handshakes failed during the reload: %v", failures)
+	}
+	if len(seen) != 2 {
+		t.Errorf("%d certificates served, want the old one then the new one", len(seen))
+	}
+	if held.IsClosed() {
+		t.Error("the AMQPS client connected before the reload was disconnected")
+	} else if got := PublishConfirmed(t, held, "it-haproxy-reload", 10, nil); got != 10 {
+		t.Errorf("confirmed %d of 10 on the connection opened before the reload", got)
+	}
+	if logs := Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "the certificate bundle changed: reloading") {
+		t.Errorf("HAProxy's log does not tell of the reload:\n%s", logs)
+	}
+}
+
+// leafOf is the first certificate of a PEM bundle.
+func leafOf(t *testing.T, bundle string) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode([]byte(bundle))
+	if block == nil {
+		t.Fatal("no PEM block in the bundle")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // serverStates reads the AMQP backend's server states from the stats CSV.

@@ -103,6 +103,9 @@ func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
 	if s.IP != "" {
 		args = append(args, "--ip", s.IP)
 	}
+	if s.User != "" {
+		args = append(args, "--user", s.User)
+	}
 	for _, p := range s.Ports {
 		args = append(args, "-p", fmt.Sprintf("%s:%d:%d/tcp", p.HostIP, p.External, p.Internal))
 	}
@@ -138,6 +141,17 @@ func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
 		t.Fatal(err)
 	}
 	MustDocker(t, "start", s.Name)
+}
+
+// RunJob runs a one-shot spec (a job) to its end, as the provider does
+// with attach, fails the test if it exits non-zero, and removes it.
+func RunJob(t testing.TB, s components.ContainerSpec, image, network string) {
+	t.Helper()
+	RunSpec(t, s, image, network)
+	if code := MustDocker(t, "wait", s.Name); code != "0" {
+		t.Fatalf("%s exited with %s:\n%s", s.Name, code, Logs(t, s.Name))
+	}
+	MustDocker(t, "rm", s.Name)
 }
 
 // tarOf packs files with their modes, owned by root, as the provider uploads them.
