@@ -99,7 +99,10 @@ func failover(e endpoints) failoverResult {
 	if !ok {
 		r.Err = "publishing did not resume within 60 s"
 	}
-	if depth, err := queueDepth(e.amqp, queue); err == nil {
+	// The depth is read through HAProxy too. The recipe's HAProxy keeps
+	// sending new connections to the killed node until its slow checks mark
+	// it down (about 15 s), so the read is retried for up to 30 s.
+	if depth, err := queueDepthWithin(e.amqp, queue, 30*time.Second); err == nil {
 		r.Lost = max(0, confirmed-depth)
 	} else {
 		r.Err = err.Error()
@@ -144,6 +147,18 @@ func nodeOfConnectionOnce(e endpoints, name string) string {
 		}
 	}
 	return ""
+}
+
+// queueDepthWithin retries queueDepth until it answers or d has passed.
+func queueDepthWithin(url, queue string, d time.Duration) (int, error) {
+	deadline := time.Now().Add(d)
+	for {
+		n, err := queueDepth(url, queue)
+		if err == nil || time.Now().After(deadline) {
+			return n, err
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func queueDepth(url, queue string) (int, error) {
@@ -425,7 +440,10 @@ func (o *ours) rolling(e endpoints) rollingResult {
 	if upErr != nil {
 		r.Err = upErr.Error()
 	}
-	if depth, err := queueDepth(e.amqp, queue); err == nil {
+	// The depth is read through HAProxy too. The recipe's HAProxy keeps
+	// sending new connections to the killed node until its slow checks mark
+	// it down (about 15 s), so the read is retried for up to 30 s.
+	if depth, err := queueDepthWithin(e.amqp, queue, 30*time.Second); err == nil {
 		r.Lost = max(0, r.Confirmed-depth)
 	} else if r.Err == "" {
 		r.Err = err.Error()

@@ -2,8 +2,12 @@ package tests
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +119,71 @@ func TestIntegrationE2ERolling(t *testing.T) {
 	}
 	s.expectNoChanges(t)
 
+	testRenewal(t, s, res.Outputs)
 	testRotation(t, s, res.Outputs["amqpUrl"].Value.(string), nodes)
+}
+
+// testRenewal re-issues HAProxy's server certificate from the same CA, as a
+// renewal in the early-renewal window does (pulumi-tls replaces the
+// certificate; here a new DNS name replaces it now), while a TLS probe
+// connects every 10 ms and an AMQPS client stays connected. HAProxy must not
+// be re-created, no handshake may fail, the client must stay connected, and
+// the new certificate must be served when `pulumi up` returns.
+func testRenewal(t *testing.T, s e2eStack, outputs auto.OutputMap) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(outputs["caCertPem"].Value.(string))) {
+		t.Fatal("caCertPem holds no certificate")
+	}
+	conf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	amqps := outputs["amqpsUrl"].Value.(string)
+	held := Dial(t, WithUser(amqps, "admin", TestAdminPassword), conf, 30*time.Second)
+	defer held.Close()
+	u, err := url.Parse(amqps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	haproxy := s.prefix + "-haproxy"
+	before := MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy)
+	probe := StartTLSProbe(u.Host, conf, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+
+	const name = "rabbitmq.renewal.test"
+	setConfig(t, s, "tlsDnsNames", `["localhost","`+name+`"]`)
+	start := time.Now()
+	res := s.up(t)
+	took := time.Since(start)
+	var served ServedCert
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, ok := probe.Current(); ok && slices.Contains(c.Leaf.DNSNames, name) {
+			served = c
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HAProxy still serves the old certificate 5 s after `pulumi up` returned")
+		}
+	}
+	time.Sleep(time.Second)
+	ok, failures, seen := probe.Stop()
+	t.Logf("renewed the certificate in %s (served %s after the up started); TLS probe: %d handshakes, %d failed, %d certificates served",
+		took.Round(100*time.Millisecond), served.First.Sub(start).Round(10*time.Millisecond), ok, len(failures), len(seen))
+	if len(failures) > 0 {
+		t.Errorf("handshakes failed during the renewal: %v", failures)
+	}
+	if r := res.Summary.ResourceChanges; r == nil || (*r)["replace"] != 3 {
+		t.Errorf("the renewal's changes = %v, want 3 replaced (the CSR, the certificate, the cert job)", res.Summary.ResourceChanges)
+	}
+	if after := MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy); after != before {
+		t.Error("HAProxy was re-created by the renewal")
+	}
+	if held.IsClosed() {
+		t.Error("the AMQPS client connected before the renewal was disconnected")
+	} else if got := PublishConfirmed(t, held, "renewal", 10, nil); got != 10 {
+		t.Errorf("confirmed %d of 10 on the connection opened before the renewal", got)
+	}
+	if got := res.Outputs["caCertPem"].Value.(string); got != outputs["caCertPem"].Value.(string) {
+		t.Error("the renewal changed the CA certificate that clients trust")
+	}
+	s.expectNoChanges(t)
 }
 
 // testRotation rotates the Erlang cookie and the admin password in one

@@ -1,0 +1,105 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+)
+
+// TestIntegrationForceBoot runs docs/RUNBOOK.md's "The whole cluster went
+// down" with the worst ending: every node stops, and the node that stopped
+// last is gone for good with its volume. A survivor then waits for it
+// (RabbitMQ's Mnesia table wait); the runbook's force_boot commands bring the
+// survivor up alone, the other survivor follows, the lost node comes back
+// on a fresh volume as "A node lost its volume" says. The quorum queue keeps
+// every message; the classic mirrored queue is lost with the last node, as
+// RabbitMQ documents and the runbook warns.
+func TestIntegrationForceBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
+	}
+	RequireImages(t, RabbitMQ3Image)
+	cfg := TestConfig(t, "rmqha-it-force", RabbitMQ3Image, "10.231.6.0/24", 47600, nil)
+	RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+	startCluster(t, cfg, RabbitMQ3Image)
+	node := func(i int) string { return cfg.NodeName(i) }
+	WaitRunning(t, node(0), 3, time.Minute)
+
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", "ha-all", "^", `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+	admin := func(i int) string {
+		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
+	}
+	const mirrored, quorum, n = "it-force-mirrored", "it-force-quorum", 100
+	conn := Dial(t, admin(1), nil, 30*time.Second)
+	for q, args := range map[string]amqp.Table{mirrored: nil, quorum: {"x-queue-type": "quorum"}} {
+		if got := PublishConfirmed(t, conn, q, n, args); got != n {
+			t.Fatalf("%s: confirmed %d of %d", q, got, n)
+		}
+	}
+	conn.Close()
+
+	// Node 2, then node 1, then node 0 stop; node 0 is lost with its volume.
+	for _, i := range []int{2, 1, 0} {
+		MustDocker(t, "stop", node(i))
+	}
+	MustDocker(t, "rm", node(0))
+	MustDocker(t, "volume", "rm", components.VolumeName(cfg, 0))
+
+	// Node 1 waits for node 0, the last to stop.
+	MustDocker(t, "start", node(1))
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(MustDocker(t, "logs", node(1)), "Waiting for Mnesia tables"); time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 did not wait for the node that stopped last:\n%s", MustDocker(t, "logs", "--tail", "30", node(1)))
+		}
+	}
+
+	// The runbook's commands, as written there.
+	start := time.Now()
+	step := func(what string, args ...string) {
+		t.Helper()
+		at := time.Now()
+		MustDocker(t, args...)
+		t.Logf("%s: %s", what, time.Since(at).Round(100*time.Millisecond))
+	}
+	step("docker stop", "stop", node(1))
+	step("force_boot", "run", "--rm", "--user", "rabbitmq", "--hostname", node(1),
+		"-v", components.VolumeName(cfg, 1)+":/var/lib/rabbitmq", "--entrypoint", "rabbitmqctl",
+		RabbitMQ3Image, "force_boot")
+	step("docker start", "start", node(1))
+	WaitHealthy(t, node(1), 2*time.Minute)
+	t.Logf("force_boot: node 1 healthy %s after the runbook's commands began", time.Since(start).Round(100*time.Millisecond))
+	// Two of the quorum queue's three members are back: it serves.
+	expectDepth(t, admin(1), quorum, n)
+
+	// Node 2 stopped before node 1, so it boots from node 1.
+	MustDocker(t, "start", node(2))
+	WaitHealthy(t, node(2), 2*time.Minute)
+
+	// Node 0 comes back on a fresh volume: forgotten by the survivors, then
+	// joined again, and its mirror synchronises.
+	runNode(t, cfg, 0, RabbitMQ3Image)
+	if logs := Logs(t, node(0)); !strings.Contains(logs, "forgotten") {
+		t.Errorf("node 0 on a fresh volume, want it forgotten and joined again:\n%s", logs)
+	}
+	WaitRunning(t, node(1), 3, time.Minute)
+	expectDepth(t, admin(0), quorum, n)
+	expectDepth(t, admin(2), quorum, n)
+	// A classic mirrored queue's leader moves to the last node to stop (its
+	// mirrors stopped first), and a mirror drops its copy when it restarts:
+	// with that node lost, forgetting it deletes the queue. The runbook says
+	// so; this checks that it is still true.
+	c := Dial(t, admin(2), nil, 30*time.Second)
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclarePassive(mirrored, true, false, false, false, nil); err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
+		t.Errorf("the mirrored queue after its last node was lost: err = %v, want NOT_FOUND (see docs/RUNBOOK.md)", err)
+	}
+}
