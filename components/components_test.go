@@ -171,8 +171,8 @@ func TestResourceCounts(t *testing.T) {
 	want := map[string]int{
 		"docker:index/network:Network":                  1,
 		"docker:index/remoteImage:RemoteImage":          2,
-		"docker:index/volume:Volume":                    4, // 3 nodes, HAProxy's TLS
-		"docker:index/container:Container":              6, // 3 nodes, HAProxy, forget job, cert job
+		"docker:index/volume:Volume":                    4, // 3 nodes, HAProxy's
+		"docker:index/container:Container":              6, // 3 nodes, HAProxy, forget job, HAProxy config job
 		"tls:index/privateKey:PrivateKey":               2,
 		"tls:index/selfSignedCert:SelfSignedCert":       1,
 		"tls:index/locallySignedCert:LocallySignedCert": 1,
@@ -282,9 +282,10 @@ func TestNetworkInputs(t *testing.T) {
 func TestHAProxyInputs(t *testing.T) {
 	m := run(t, map[string]any{"hostIP": "127.0.0.2"})
 	h := m.container(t, "rabbitmq-haproxy")
-	cfg, _, secret := upload(t, h, render.HAProxyConfigPath)
-	if !secret {
-		t.Error("haproxy.cfg (with the stats password) is not secret")
+	job := m.container(t, "rabbitmq-haproxy-config-job")
+	cfg, mode, secret := upload(t, job, render.Staged(render.HAProxyConfigPath))
+	if !secret || mode != "0400" {
+		t.Errorf("haproxy.cfg (with the stats password): secret %v, mode %s", secret, mode)
 	}
 	for i := range 3 {
 		if want := fmt.Sprintf("server rabbitmq-ha-dev-node-%d 10.9.0.%d:5672 check", i, 10+i); !strings.Contains(cfg, want) {
@@ -294,34 +295,32 @@ func TestHAProxyInputs(t *testing.T) {
 	if !strings.Contains(cfg, "stats auth admin:"+testStats) {
 		t.Error("haproxy.cfg lacks the stats credentials")
 	}
-	// The bundle reaches HAProxy through the cert job and the TLS volume,
-	// never as an upload of HAProxy's: a renewal must not re-create it.
-	for _, u := range h.inputs["uploads"].ArrayValue() {
-		if f := u.ObjectValue()["file"].StringValue(); f != render.HAProxyConfigPath && f != render.HAProxyScriptPath {
-			t.Errorf("HAProxy uploads %s", f)
-		}
-	}
-	if got := strings.Join(stringsOf(h.inputs["command"]), " "); got != render.HAProxyScriptPath+" run" {
-		t.Errorf("HAProxy command = %q", got)
-	}
-	job := m.container(t, "rabbitmq-haproxy-cert-job")
-	pem, mode, secret := upload(t, job, render.CertUploadPath)
+	pem, mode, secret := upload(t, job, render.Staged(render.HAProxyCertPath))
 	if !secret || mode != "0400" || pem != "CERT rabbitmq-pki-server\nCERT rabbitmq-pki-ca\nKEY rabbitmq-pki-server-key\n" {
 		t.Errorf("server PEM (secret %v, mode %s) = %q", secret, mode, pem)
 	}
 	if str(t, job, "user") != "root" || job.inputs["mustRun"].BoolValue() || !job.inputs["attach"].BoolValue() ||
-		strings.Join(stringsOf(job.inputs["command"]), " ") != render.HAProxyScriptPath+" install-cert "+render.CertUploadPath {
-		t.Errorf("cert job = %v", job.inputs)
+		strings.Join(stringsOf(job.inputs["command"]), " ") != render.HAProxyScriptPath+" install "+render.HAProxyStageDir {
+		t.Errorf("config job = %v", job.inputs)
+	}
+	// haproxy.cfg and the bundle reach HAProxy through the config job and
+	// HAProxy's volume, never as uploads of HAProxy's own: neither a renewal
+	// nor a scale change may re-create it.
+	if u := h.inputs["uploads"].ArrayValue(); len(u) != 1 || u[0].ObjectValue()["file"].StringValue() != render.HAProxyScriptPath {
+		t.Errorf("HAProxy uploads %v, want only its script", u)
+	}
+	if got := strings.Join(stringsOf(h.inputs["command"]), " "); got != render.HAProxyScriptPath+" run" {
+		t.Errorf("HAProxy command = %q", got)
 	}
 	for _, c := range []registered{h, job} {
 		v := c.inputs["volumes"].ArrayValue()
-		if len(v) != 1 || v[0].ObjectValue()["volumeName"].StringValue() != "rabbitmq-ha-dev-haproxy-tls" ||
-			v[0].ObjectValue()["containerPath"].StringValue() != render.HAProxyCertDir {
+		if len(v) != 1 || v[0].ObjectValue()["volumeName"].StringValue() != "rabbitmq-ha-dev-haproxy-conf" ||
+			v[0].ObjectValue()["containerPath"].StringValue() != render.HAProxyConfDir {
 			t.Errorf("%s volumes = %v", c.name, v)
 		}
 	}
-	if !containsSuffix(h.deps, "rabbitmq-haproxy-cert-job") {
-		t.Error("HAProxy does not wait for the cert job")
+	if !containsSuffix(h.deps, "rabbitmq-haproxy-config-job") {
+		t.Error("HAProxy does not wait for the config job")
 	}
 	want := map[float64]float64{5672: 56729, 5671: 56671, 15672: 55672, 1080: 51080}
 	for _, p := range h.inputs["ports"].ArrayValue() {

@@ -29,9 +29,9 @@ type LoadBalancer struct {
 
 	// Container is the HAProxy container.
 	Container *docker.Container
-	// CertInstalled is true once the cert job installed the current bundle,
-	// and an error if it failed.
-	CertInstalled pulumi.BoolOutput `pulumi:"certInstalled"`
+	// ConfigInstalled is true once the config job installed the current
+	// haproxy.cfg and bundle, and an error if it failed.
+	ConfigInstalled pulumi.BoolOutput `pulumi:"configInstalled"`
 }
 
 // NewLoadBalancer creates the HAProxy image and container.
@@ -49,11 +49,11 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 		return nil, wrap("HAProxy image", err)
 	}
 	cfg := args.Config
-	job, err := CertJobSpec(cfg, "")
+	job, err := HAProxyConfigJobSpec(cfg, "")
 	if err != nil {
 		return nil, err
 	}
-	volume, err := docker.NewVolume(ctx, name+"-tls", &docker.VolumeArgs{
+	volume, err := docker.NewVolume(ctx, name+"-conf", &docker.VolumeArgs{
 		Name:   pulumi.String(job.Volume),
 		Labels: volumeLabels(job.Labels),
 	}, parent)
@@ -61,23 +61,26 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 		return nil, wrap(job.Volume, err)
 	}
 
-	// The cert job installs the bundle into the TLS volume and exits; Pulumi
-	// waits for it (attach). A renewed certificate replaces the job, not
-	// HAProxy, which reloads on its own when the bundle changes.
-	ja := containerArgs(job, image.ImageId, args.Network, volume.Name, map[string]pulumi.StringInput{render.CertUploadPath: args.ServerPEM})
+	// The config job installs haproxy.cfg and the bundle into HAProxy's
+	// volume and exits; Pulumi waits for it (attach). A renewed certificate
+	// or a new node list replaces the job, not HAProxy, which reloads on its
+	// own when the files change.
+	ja := containerArgs(job, image.ImageId, args.Network, volume.Name, map[string]pulumi.StringInput{
+		render.Staged(render.HAProxyCertPath): args.ServerPEM,
+	})
 	ja.MustRun = pulumi.Bool(false)
 	ja.Attach = pulumi.Bool(true)
 	ja.Logs = pulumi.Bool(true)
-	certJob, err := docker.NewContainer(ctx, name+"-cert-job", ja, parent, pulumi.DeleteBeforeReplace(true))
+	configJob, err := docker.NewContainer(ctx, name+"-config-job", ja, parent, pulumi.DeleteBeforeReplace(true))
 	if err != nil {
-		return nil, wrap("cert job", err)
+		return nil, wrap("HAProxy config job", err)
 	}
 	// A failed install fails the update: nothing else would notice, as a
-	// running HAProxy keeps serving the old bundle.
-	lb.CertInstalled = pulumi.All(certJob.ExitCode, certJob.ContainerLogs).ApplyT(func(v []any) (bool, error) {
+	// running HAProxy keeps serving the old files.
+	lb.ConfigInstalled = pulumi.All(configJob.ExitCode, configJob.ContainerLogs).ApplyT(func(v []any) (bool, error) {
 		if code := v[0].(int); code != 0 {
 			logs, _ := v[1].(*string)
-			return false, fmt.Errorf("the cert job %s exited with %d: %s", job.Name, code, deref(logs))
+			return false, fmt.Errorf("the HAProxy config job %s exited with %d: %s", job.Name, code, deref(logs))
 		}
 		return true, nil
 	}).(pulumi.BoolOutput)
@@ -90,10 +93,10 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	a.Wait = pulumi.Bool(true)
 	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
 	lb.Container, err = docker.NewContainer(ctx, name, a, parent,
-		pulumi.DependsOn(append(containerResources(args.Nodes), certJob)),
+		pulumi.DependsOn(append(containerResources(args.Nodes), configJob)),
 		pulumi.ResourceHooks(args.Hooks))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)
 	}
-	return lb, ctx.RegisterResourceOutputs(lb, pulumi.Map{"certInstalled": lb.CertInstalled})
+	return lb, ctx.RegisterResourceOutputs(lb, pulumi.Map{"configInstalled": lb.ConfigInstalled})
 }

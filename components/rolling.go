@@ -23,9 +23,10 @@ const (
 )
 
 // rollingHooks binds the rolling replacement gate to the containers: the
-// node hooks order node deletions, and HAProxy's delete tells the gate the
-// nodes are going away for good (a destroy deletes HAProxy first; an update
-// replaces HAProxy only after every node is done).
+// node hooks order node deletions (replacements, and a scale-down's removed
+// nodes, each drained in turn), and HAProxy's delete tells the gate the nodes
+// are going away for good (a destroy deletes HAProxy first; an update
+// replaces HAProxy, on a new HAProxy image, only after every node is done).
 type rollingHooks struct {
 	node    *pulumi.ResourceHookBinding
 	haproxy *pulumi.ResourceHookBinding
@@ -83,7 +84,7 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 		return nil, err
 	}
 	haproxyDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-haproxy-before-delete", func(*pulumi.ResourceHookArgs) error {
-		gate.Unchecked("HAProxy is being deleted: a destroy, or its replacement after every node was done; " +
+		gate.Unchecked("HAProxy is being deleted: a destroy, or its replacement (a new image) after every node was done; " +
 			"node deletions left in this run (a scale-down or the destroy) go ahead together")
 		return nil
 	}, nil)

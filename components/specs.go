@@ -172,14 +172,11 @@ func nodeSharedFiles(cfg *config.Config) ([]FileSpec, error) {
 	}, nil
 }
 
-// HAProxySpec returns HAProxy's container. Its certificate bundle is not
-// one of its files: the cert job writes it into the TLS volume, and HAProxy
-// reloads when it changes, so a renewal does not re-create the container.
+// HAProxySpec returns HAProxy's container. Its haproxy.cfg and certificate
+// bundle are not its files: the config job writes them into HAProxy's volume,
+// and HAProxy reloads when they change, so neither a renewal nor a scale
+// change re-creates the container.
 func HAProxySpec(cfg *config.Config) (ContainerSpec, error) {
-	text, err := render.HAProxyConfig(HAProxyData(cfg))
-	if err != nil {
-		return ContainerSpec{}, err
-	}
 	script, err := render.HAProxyScript()
 	if err != nil {
 		return ContainerSpec{}, err
@@ -196,13 +193,9 @@ func HAProxySpec(cfg *config.Config) (ContainerSpec, error) {
 			{host, render.ManagementPort, cfg.Ports.Management},
 			{host, render.StatsPort, cfg.Ports.Stats},
 		},
-		Files: []FileSpec{
-			// The config holds the stats password.
-			{Path: render.HAProxyConfigPath, Content: text, Mode: "0644", Secret: true},
-			{Path: render.HAProxyScriptPath, Content: script, Mode: "0755"},
-		},
-		Volume:     TLSVolumeName(cfg),
-		VolumePath: render.HAProxyCertDir,
+		Files:      []FileSpec{{Path: render.HAProxyScriptPath, Content: script, Mode: "0755"}},
+		Volume:     HAProxyVolumeName(cfg),
+		VolumePath: render.HAProxyConfDir,
 		// Healthy once the management frontend listens: the broker settings
 		// go through it, so `pulumi up` waits for this.
 		Health: &HealthSpec{
@@ -214,28 +207,36 @@ func HAProxySpec(cfg *config.Config) (ContainerSpec, error) {
 	}, nil
 }
 
-// TLSVolumeName is the volume that holds HAProxy's certificate bundle.
-func TLSVolumeName(cfg *config.Config) string { return cfg.Prefix + "-haproxy-tls" }
+// HAProxyVolumeName is the volume that holds HAProxy's live haproxy.cfg and
+// certificate bundle.
+func HAProxyVolumeName(cfg *config.Config) string { return cfg.Prefix + "-haproxy-conf" }
 
-// CertJobSpec returns the job that installs the certificate bundle into the
-// TLS volume. It runs as root, so it can make the bundle readable by the
-// haproxy user alone. The bundle comes from the PKI, so it is passed in:
-// certPEM is an output in Pulumi, a test's own PEM in the integration tests.
-func CertJobSpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
+// HAProxyConfigJobSpec returns the job that installs haproxy.cfg and the
+// certificate bundle into HAProxy's volume. It runs as root, so it can make
+// them readable by the haproxy user alone: the config holds the stats
+// password, the bundle the key. The bundle comes from the PKI, so it is
+// passed in: certPEM is an output in Pulumi, a test's own PEM in the
+// integration tests.
+func HAProxyConfigJobSpec(cfg *config.Config, certPEM string) (ContainerSpec, error) {
+	text, err := render.HAProxyConfig(HAProxyData(cfg))
+	if err != nil {
+		return ContainerSpec{}, err
+	}
 	script, err := render.HAProxyScript()
 	if err != nil {
 		return ContainerSpec{}, err
 	}
 	return ContainerSpec{
-		Name:    cfg.Prefix + "-haproxy-cert-job",
-		Command: render.InstallCertCommand(),
+		Name:    cfg.Prefix + "-haproxy-config-job",
+		Command: render.InstallCommand(),
 		User:    "root",
 		Files: []FileSpec{
 			{Path: render.HAProxyScriptPath, Content: script, Mode: "0755"},
-			{Path: render.CertUploadPath, Content: certPEM, Mode: "0400", Secret: true},
+			{Path: render.Staged(render.HAProxyConfigPath), Content: text, Mode: "0400", Secret: true},
+			{Path: render.Staged(render.HAProxyCertPath), Content: certPEM, Mode: "0400", Secret: true},
 		},
-		Volume:     TLSVolumeName(cfg),
-		VolumePath: render.HAProxyCertDir,
+		Volume:     HAProxyVolumeName(cfg),
+		VolumePath: render.HAProxyConfDir,
 		Restart:    "no",
 		Labels:     labels(cfg.Prefix, RoleJob, nil),
 	}, nil

@@ -3,6 +3,7 @@ package render
 import (
 	_ "embed"
 	"fmt"
+	"path"
 	"text/template"
 )
 
@@ -16,10 +17,10 @@ var haproxyScriptText string
 
 var haproxyScriptTemplate = template.Must(template.New("haproxy.sh").Parse(haproxyScriptText))
 
-// CertWaitSeconds bounds how long HAProxy waits at start for the cert job's
-// first bundle. The job runs before HAProxy is created, so this only covers
-// a volume that was emptied by hand.
-const CertWaitSeconds = 30
+// ConfigWaitSeconds bounds how long HAProxy waits at start for the config
+// job's first files. The job runs before HAProxy is created, so this only
+// covers a volume that was emptied by hand.
+const ConfigWaitSeconds = 30
 
 // HAProxyData is what haproxy.cfg is rendered from.
 type HAProxyData struct {
@@ -53,15 +54,16 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 // a renewal or a scale change never changes it.
 func HAProxyScript() (string, error) {
 	return execute(haproxyScriptTemplate, struct {
-		Header, ConfigPath, CertPath string
-		CertWaitTenths               int
-	}{Header, HAProxyConfigPath, HAProxyCertPath, CertWaitSeconds * 10})
+		Header, Dir, ConfigFile, CertFile string
+		WaitTenths                        int
+	}{Header, HAProxyConfDir, path.Base(HAProxyConfigPath), path.Base(HAProxyCertPath), ConfigWaitSeconds * 10})
 }
 
 // HAProxyCommand is the HAProxy container's command.
 func HAProxyCommand() []string { return []string{HAProxyScriptPath, "run"} }
 
-// InstallCertCommand is the cert job's command.
-func InstallCertCommand() []string {
-	return []string{HAProxyScriptPath, "install-cert", CertUploadPath}
-}
+// InstallCommand is the config job's command.
+func InstallCommand() []string { return []string{HAProxyScriptPath, "install", HAProxyStageDir} }
+
+// Staged returns where the config job finds a live file, by its live path.
+func Staged(livePath string) string { return HAProxyStageDir + "/" + path.Base(livePath) }

@@ -33,18 +33,18 @@ const (
 	// ReadyFile exists while the node has joined and is serving; the Docker
 	// healthcheck tests it, so `pulumi up` waits for the join, not just boot.
 	ReadyFile = "/tmp/rabbitmq-ha.ready"
-	// HAProxyConfigPath is where the official HAProxy image reads its config.
-	HAProxyConfigPath = "/usr/local/etc/haproxy/haproxy.cfg"
 	// HAProxyScriptPath is the HAProxy script: the HAProxy container's
-	// command, and the cert job's.
+	// command, and the config job's.
 	HAProxyScriptPath = "/opt/rabbitmq-ha/haproxy.sh"
-	// HAProxyCertDir is where the TLS volume is mounted, in HAProxy and in
-	// the cert job.
-	HAProxyCertDir = "/usr/local/etc/haproxy/tls"
+	// HAProxyConfDir is where HAProxy's volume is mounted, in HAProxy and in
+	// the config job: the live haproxy.cfg and certificate bundle.
+	HAProxyConfDir = "/usr/local/etc/haproxy/rabbitmq-ha"
+	// HAProxyConfigPath is the live haproxy.cfg.
+	HAProxyConfigPath = HAProxyConfDir + "/haproxy.cfg"
 	// HAProxyCertPath is the PEM bundle (certificate, CA, key) for AMQPS.
-	HAProxyCertPath = HAProxyCertDir + "/server.pem"
-	// CertUploadPath is where the cert job gets the bundle it installs.
-	CertUploadPath = "/opt/rabbitmq-ha/server.pem"
+	HAProxyCertPath = HAProxyConfDir + "/server.pem"
+	// HAProxyStageDir is where the config job gets the files it installs.
+	HAProxyStageDir = "/opt/rabbitmq-ha/haproxy"
 )
 
 // Container ports. The host ports are configurable; these are fixed.

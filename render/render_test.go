@@ -181,9 +181,13 @@ func TestHAProxyScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly CFG='"+HAProxyConfigPath+"'", "readonly CERT='"+HAProxyCertPath+"'",
-		"readonly CERT_WAIT_TENTHS=300", "haproxy -W -db -f", "kill -USR2", "install -o haproxy -g haproxy -m 0400")
-	if got := strings.Join(InstallCertCommand(), " "); got != HAProxyScriptPath+" install-cert "+CertUploadPath {
-		t.Errorf("InstallCertCommand = %s", got)
+	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly DIR='"+HAProxyConfDir+"'", `readonly CFG="$DIR/haproxy.cfg"`,
+		`readonly CERT="$DIR/server.pem"`, "readonly WAIT_TENTHS=300", `haproxy -W -db -f "$CFG"`, "kill -USR2",
+		"install -o haproxy -g haproxy -m 0400", "for f in server.pem haproxy.cfg; do")
+	if got := strings.Join(InstallCommand(), " "); got != HAProxyScriptPath+" install "+HAProxyStageDir {
+		t.Errorf("InstallCommand = %s", got)
+	}
+	if got := Staged(HAProxyCertPath); got != HAProxyStageDir+"/server.pem" {
+		t.Errorf("Staged = %s", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 )
 
 // pulumiCLI returns the project-local CLI, or skips the test naming exactly
@@ -226,17 +227,25 @@ func TestIntegrationE2EMirrored(t *testing.T) {
 	expectDepth(t, admin, stream, streamDepth)
 
 	// Scale 3 -> 5 -> 3 by config: new nodes join, removed nodes are
-	// forgotten, no existing node is re-created, no message is lost.
-	scale := func(nodes int) auto.UpResult {
+	// forgotten, no existing node and not HAProxy is re-created (HAProxy
+	// reloads with the new node list), no message is lost.
+	haproxyID := MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy")
+	scale := func(nodes int) {
 		if err := s.SetConfig(context.Background(), "rabbitmq-ha:nodes", auto.ConfigValue{Value: fmt.Sprint(nodes)}); err != nil {
 			t.Fatal(err)
 		}
-		return s.up(t)
+		res := s.up(t)
+		if r := (*res.Summary.ResourceChanges)["replace"]; r != 2 {
+			t.Errorf("scaling to %d replaced %d resources, want the HAProxy config job and the forget job", nodes, r)
+		}
+		if id := MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy"); id != haproxyID {
+			t.Errorf("scaling to %d re-created HAProxy", nodes)
+		}
+		if cfg := MustDocker(t, "exec", prefix+"-haproxy", "cat", render.HAProxyConfigPath); strings.Count(cfg, ":5672 check") != nodes {
+			t.Errorf("HAProxy's live haproxy.cfg after scaling to %d:\n%s", nodes, cfg)
+		}
 	}
-	res5 := scale(5)
-	if r := (*res5.Summary.ResourceChanges)["replace"]; r > 2 {
-		t.Errorf("scaling up replaced %d resources, want only HAProxy and the forget job", r)
-	}
+	scale(5)
 	WaitRunning(t, nodeNames[0], 5, 2*time.Minute)
 	scale(3)
 	deadline := time.Now().Add(2 * time.Minute)

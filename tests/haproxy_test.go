@@ -36,7 +36,7 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installCert(t, cfg, pki.ServerPEM)
+	installConfig(t, cfg, pki.ServerPEM)
 	spec, err := components.HAProxySpec(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -163,17 +163,19 @@ func TestIntegrationHAProxy(t *testing.T) {
 	t.Logf("%d management API requests in the 3 s after a node was removed: all answered", requests)
 }
 
-// installCert runs the cert job, which puts a bundle into the TLS volume.
-func installCert(t *testing.T, cfg *config.Config, bundle string) {
+// installConfig runs the config job, which puts haproxy.cfg and a bundle
+// into HAProxy's volume.
+func installConfig(t *testing.T, cfg *config.Config, bundle string) {
 	t.Helper()
-	job, err := components.CertJobSpec(cfg, bundle)
+	job, err := components.HAProxyConfigJobSpec(cfg, bundle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	RunJob(t, job, HAProxyImage, cfg.Prefix)
 }
 
-// testCertReload installs a new certificate bundle while a TLS probe
+// testCertReload installs a new certificate bundle (through the config job,
+// as a renewal does) while a TLS probe
 // connects every 10 ms and an AMQPS client stays connected: HAProxy serves
 // the new certificate within seconds, refuses no connection, and keeps the
 // client.
@@ -194,7 +196,7 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 	probe := StartTLSProbe(u.Host, conf, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	installed := time.Now()
-	installCert(t, cfg, renewed.ServerPEM)
+	installConfig(t, cfg, renewed.ServerPEM)
 	want := leafOf(t, renewed.ServerPEM)
 	for {
 		if c, ok := probe.Current(); ok && c.Leaf.Equal(want) {
@@ -220,7 +222,7 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 	} else if got := PublishConfirmed(t, held, "it-haproxy-reload", 10, nil); got != 10 {
 		t.Errorf("confirmed %d of 10 on the connection opened before the reload", got)
 	}
-	if logs := Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "the certificate bundle changed: reloading") {
+	if logs := Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "haproxy.cfg or the certificate bundle changed: reloading") {
 		t.Errorf("HAProxy's log does not tell of the reload:\n%s", logs)
 	}
 }
