@@ -192,10 +192,16 @@ func TestIntegrationE2EMirrored(t *testing.T) {
 	pub.WaitConfirmed(t, 100, 30*time.Second)
 	for _, victim := range []string{prefix + "-node-1", prefix + "-node-0"} {
 		pub.ResetGap()
+		killed := time.Now()
 		MustDocker(t, "kill", victim)
 		pub.WaitConfirmed(t, 100, 30*time.Second) // publishing resumed
 		_, _, gap := pub.Stats()
 		t.Logf("killed %s: longest gap between confirms %s", victim, gap.Round(10*time.Millisecond))
+		for _, e := range pub.Events() {
+			if e.At.After(killed) {
+				t.Logf("  publisher at +%s: %s", e.At.Sub(killed).Round(10*time.Millisecond), e.What)
+			}
+		}
 		MustDocker(t, "start", victim)
 		WaitHealthy(t, victim, 3*time.Minute)
 		WaitRunning(t, prefix+"-node-2", 3, 2*time.Minute)

@@ -170,7 +170,7 @@ func testRenewal(t *testing.T, s e2eStack, outputs auto.OutputMap) {
 		t.Errorf("handshakes failed during the renewal: %v", failures)
 	}
 	if r := res.Summary.ResourceChanges; r == nil || (*r)["replace"] != 3 {
-		t.Errorf("the renewal's changes = %v, want 3 replaced (the CSR, the certificate, the cert job)", res.Summary.ResourceChanges)
+		t.Errorf("the renewal's changes = %v, want 3 replaced (the CSR, the certificate, the HAProxy config job)", res.Summary.ResourceChanges)
 	}
 	if after := MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy); after != before {
 		t.Error("HAProxy was re-created by the renewal")
