@@ -48,7 +48,7 @@ func TestHAProxyConfig(t *testing.T) {
 		"bind :5672\n", "bind :5671 ssl crt "+HAProxyCertPath+" ssl-min-ver TLSv1.2",
 		"server s-node-0 10.9.0.10:5672 check", "server s-node-2 10.9.0.12:5672 check",
 		"server s-node-1 10.9.0.11:15672 check",
-		"on-marked-down shutdown-sessions", "rise 2 fall 2", "inter 1s", "option redispatch 1\n",
+		"on-marked-down shutdown-sessions", "rise 2 fall 2", "inter 1s", "option redispatch 1\n", "hard-stop-after 1h\n",
 		"option clitcpka", "option srvtcpka", "timeout client 3h", "timeout server 3h",
 		"bind :1080", "stats auth admin:stats-Passw0rd!",
 	)
