@@ -440,10 +440,7 @@ func (o *ours) rolling(e endpoints) rollingResult {
 	if upErr != nil {
 		r.Err = upErr.Error()
 	}
-	// The depth is read through HAProxy too. The recipe's HAProxy keeps
-	// sending new connections to the killed node until its slow checks mark
-	// it down (about 15 s), so the read is retried for up to 30 s.
-	if depth, err := queueDepthWithin(e.amqp, queue, 30*time.Second); err == nil {
+	if depth, err := queueDepth(e.amqp, queue); err == nil {
 		r.Lost = max(0, r.Confirmed-depth)
 	} else if r.Err == "" {
 		r.Err = err.Error()

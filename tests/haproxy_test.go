@@ -197,33 +197,34 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 	time.Sleep(500 * time.Millisecond)
 	installed := time.Now()
 	installConfig(t, cfg, renewed.ServerPEM)
-	want := leafOf(t, renewed.ServerPEM)
-	for {
-		if c, ok := probe.Current(); ok && c.Leaf.Equal(want) {
-			t.Logf("HAProxy served the new certificate %s after the install", c.First.Sub(installed).Round(10*time.Millisecond))
-			break
-		}
-		if time.Since(installed) > 10*time.Second {
-			t.Fatal("HAProxy still serves the old certificate 10 s after the install")
-		}
-		time.Sleep(50 * time.Millisecond)
+	served, ok := probe.AwaitServed(leafOf(t, renewed.ServerPEM).Equal, 10*time.Second)
+	if !ok {
+		t.Fatal("HAProxy still serves the old certificate 10 s after the install")
 	}
+	t.Logf("HAProxy served the new certificate %s after the install", served.First.Sub(installed).Round(10*time.Millisecond))
 	time.Sleep(time.Second)
-	ok, failures, seen := probe.Stop()
-	t.Logf("TLS probe: %d handshakes, %d failed, %d certificates served", ok, len(failures), len(seen))
+	handshakes, failures, seen := probe.Stop()
+	t.Logf("TLS probe: %d handshakes, %d failed, %d certificates served", handshakes, len(failures), len(seen))
 	if len(failures) > 0 {
 		t.Errorf("handshakes failed during the reload: %v", failures)
 	}
 	if len(seen) != 2 {
 		t.Errorf("%d certificates served, want the old one then the new one", len(seen))
 	}
-	if held.IsClosed() {
-		t.Error("the AMQPS client connected before the reload was disconnected")
-	} else if got := PublishConfirmed(t, held, "it-haproxy-reload", 10, nil); got != 10 {
-		t.Errorf("confirmed %d of 10 on the connection opened before the reload", got)
-	}
+	expectStillPublishing(t, held, "it-haproxy-reload", "the reload")
 	if logs := Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "haproxy.cfg or the certificate bundle changed: reloading") {
 		t.Errorf("HAProxy's log does not tell of the reload:\n%s", logs)
+	}
+}
+
+// expectStillPublishing checks that a connection opened before a change
+// (a certificate reload) is still open and still gets confirms.
+func expectStillPublishing(t *testing.T, held *amqp.Connection, queue, change string) {
+	t.Helper()
+	if held.IsClosed() {
+		t.Errorf("the AMQPS client connected before %s was disconnected", change)
+	} else if got := PublishConfirmed(t, held, queue, 10, nil); got != 10 {
+		t.Errorf("confirmed %d of 10 on the connection opened before %s", got, change)
 	}
 }
 

@@ -68,14 +68,22 @@ func (p *TLSProbe) once(addr string, conf *tls.Config) {
 	p.seen = append(p.seen, ServedCert{Leaf: leaf, First: time.Now()})
 }
 
-// Current is the certificate served last seen first, if any was seen.
-func (p *TLSProbe) Current() (ServedCert, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.seen) == 0 {
-		return ServedCert{}, false
+// AwaitServed waits up to d for the probe to see a certificate that match
+// accepts, and returns it.
+func (p *TLSProbe) AwaitServed(match func(*x509.Certificate) bool, d time.Duration) (ServedCert, bool) {
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		p.mu.Lock()
+		for _, s := range p.seen {
+			if match(s.Leaf) {
+				p.mu.Unlock()
+				return s, true
+			}
+		}
+		p.mu.Unlock()
+		if time.Now().After(deadline) {
+			return ServedCert{}, false
+		}
 	}
-	return p.seen[len(p.seen)-1], true
 }
 
 // Stop ends the probe and returns its counts: handshakes that succeeded,
