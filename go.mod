@@ -3,6 +3,7 @@ module github.com/rabbitmq-ha/rabbitmq-ha
 go 1.26.8
 
 require (
+	github.com/hashicorp/go-multierror v1.1.1
 	github.com/pulumi/pulumi-docker/sdk/v4 v4.10.0
 	github.com/pulumi/pulumi-rabbitmq/sdk/v3 v3.3.1
 	github.com/pulumi/pulumi-tls/sdk/v5 v5.2.0
@@ -53,7 +54,6 @@ require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/grpc-ecosystem/grpc-opentracing v0.0.0-20180507213350-8e809c8a8645 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
-	github.com/hashicorp/go-multierror v1.1.1 // indirect
 	github.com/hashicorp/go-version v1.8.0 // indirect
 	github.com/hashicorp/hcl/v2 v2.22.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

@@ -16,6 +16,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
@@ -94,7 +95,7 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for {
-		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", "ha-all", "^", `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(config.HAModeMirrored).DefinitionJSON())
 		if err == nil {
 			break
 		}

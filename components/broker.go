@@ -1,6 +1,7 @@
 package components
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -124,14 +125,34 @@ type Policy struct {
 // PolicyFor returns the policy of an HA mode.
 //
 // mirrored: the recipe's ha-all, every queue mirrored on every node, with
-// automatic sync so a restarted mirror catches up without an operator.
+// automatic sync so a restarted mirror catches up without an operator. A
+// mirror that has not caught up is never promoted, neither when the leader
+// stops nor when it fails: RabbitMQ's defaults (ha-promote-on-failure:
+// always) let a restarted, still empty mirror lead, and the old leader then
+// drops its copy to sync from it. With when-synced the queue waits for its
+// leader instead (see docs/RUNBOOK.md, "Restarts";
+// https://www.rabbitmq.com/docs/3.13/ha#unsynchronised-mirrors).
 // quorum: queues are quorum by default_queue_type; the policy spreads their
 // leaders over the nodes (https://www.rabbitmq.com/docs/quorum-queues).
 func PolicyFor(mode string) Policy {
 	if mode == config.HAModeMirrored {
-		return Policy{MirroredPolicy, "^", "queues", map[string]any{"ha-mode": "all", "ha-sync-mode": "automatic"}}
+		return Policy{MirroredPolicy, "^", "queues", map[string]any{
+			"ha-mode":                "all",
+			"ha-sync-mode":           "automatic",
+			"ha-promote-on-shutdown": "when-synced",
+			"ha-promote-on-failure":  "when-synced",
+		}}
 	}
 	return Policy{QuorumPolicy, "^", "quorum_queues", map[string]any{"queue-leader-locator": "balanced"}}
+}
+
+// DefinitionJSON is the policy's definition as rabbitmqctl set_policy takes it.
+func (p Policy) DefinitionJSON() string {
+	b, err := json.Marshal(p.Definition)
+	if err != nil {
+		panic(err) // a map of strings always marshals
+	}
+	return string(b)
 }
 
 // vhostsOf returns the configured vhosts with "/" first, deduplicated.

@@ -377,7 +377,8 @@ func TestBrokerInputs(t *testing.T) {
 	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
 		def := pol.inputs["policy"].ObjectValue()
 		d := def["definition"].ObjectValue()
-		if str(t, pol, "name") != MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" {
+		if str(t, pol, "name") != MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" ||
+			d["ha-promote-on-shutdown"].StringValue() != "when-synced" || d["ha-promote-on-failure"].StringValue() != "when-synced" {
 			t.Errorf("%s = %v", pol.name, pol.inputs)
 		}
 		if !strings.Contains(pol.provider, "rabbitmq-broker-provider") {

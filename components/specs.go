@@ -66,9 +66,6 @@ const (
 	healthRetries  = 3
 	// healthStartPeriod covers a join that backs off while the seed boots.
 	healthStartPeriod = "5m0s"
-	// stopTimeoutSeconds gives RabbitMQ time to stop cleanly on `docker stop`
-	// (Docker's 10 s default can cut a node off mid-shutdown).
-	stopTimeoutSeconds = 60
 )
 
 // Logging: json-file (what `docker logs` reads) with rotation, so a chatty
@@ -122,7 +119,7 @@ func NodeSpec(cfg *config.Config, i int) (ContainerSpec, error) {
 		},
 		MemoryMB:           cfg.MemoryLimitMB,
 		Restart:            cfg.RestartPolicy,
-		StopTimeoutSeconds: stopTimeoutSeconds,
+		StopTimeoutSeconds: render.StopTimeoutSeconds,
 		Labels:             labels(cfg.Prefix, RoleNode, map[string]string{LabelNode: strconv.Itoa(i)}),
 		Env:                map[string]string{"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erlArgs},
 	}, nil

@@ -104,10 +104,15 @@ type Ports struct {
 	AMQP, AMQPS, Stats, Management int
 	// NodeAMQPBase is node 0's direct AMQP port; node i gets NodeAMQPBase+i.
 	NodeAMQPBase int
+	// MetricsBase is node 0's Prometheus port; node i gets MetricsBase+i.
+	MetricsBase int
 }
 
 // NodeAMQP returns node i's direct AMQP host port.
 func (p Ports) NodeAMQP(i int) int { return p.NodeAMQPBase + i }
+
+// Metrics returns node i's Prometheus host port.
+func (p Ports) Metrics(i int) int { return p.MetricsBase + i }
 
 // TLS configures the PKI.
 type TLS struct {

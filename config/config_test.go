@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
 )
 
@@ -51,10 +52,10 @@ func TestDefaults(t *testing.T) {
 		"node 0 IP": {c.NodeIPs[0].String(), "10.9.0.10"},
 		"node 2 IP": {c.NodeIPs[2].String(), "10.9.0.12"},
 		"node 2":    {c.NodeTypes[2], NodeDisc},
-		"haMode":    {c.HAMode, HAModeMirrored},
+		"haMode":    {c.HAMode, HAModeQuorum},
 		"hostIP":    {c.HostIP.String(), "127.0.0.1"},
 		"node name": {c.ErlangNodeName(1), "rabbit@rabbitmq-ha-dev-node-1"},
-		"version":   {c.RabbitMQVersion.String(), "3.13"},
+		"version":   {c.RabbitMQVersion.String(), "4.3"},
 		"dynamic":   {c.DynamicRange().String(), "10.9.128.0/17"},
 	}
 	for what, got := range checks {
@@ -74,7 +75,8 @@ func TestHAModeFollowsTheImageTag(t *testing.T) {
 		"rabbitmq:4.0-local":                 HAModeQuorum,
 		"rabbitmq:4.1.2-management-alpine":   HAModeQuorum,
 		"rabbitmq:latest":                    HAModeQuorum,
-		"registry:5000/team/rabbitmq:3.13.7": HAModeMirrored,
+		"registry:5000/team/rabbitmq:3.13.7": HAModeQuorum,
+		"rabbitmq:3.12-management":           HAModeMirrored,
 	} {
 		c, _, err := load(t, func(v map[string]string, _ map[string]bool) { v[KeyRabbitMQImage] = image })
 		if err != nil {
@@ -125,7 +127,6 @@ func TestValidation(t *testing.T) {
 		{"duplicate IP", set(KeyNodeIPs, `["10.9.0.10","10.9.0.10"]`), []string{`nodeIPs[1]: "10.9.0.10" is already used by nodeIPs[0]`}},
 		{"IP is the gateway", set(KeyHAProxyIP, "10.9.0.1"), []string{`haproxyIP: "10.9.0.1" is already used by gateway`}},
 		{"broadcast IP", set(KeyNodeIPs, `["10.9.255.255"]`), []string{`nodeIPs[0]: "10.9.255.255" is the subnet's broadcast address`}},
-		{"IP in the dynamic range", set(KeyNodeIPs, `["10.9.128.1"]`), []string{`nodeIPs[0]: "10.9.128.1" is in 10.9.128.0/17, the range Docker assigns`}},
 		{"not an IP", set(KeyGateway, "gateway"), []string{`gateway: "gateway" is not an IPv4 address`}},
 		{"duplicate port", set(KeyStatsPort, "56729"), []string{"statsPort: 56729 is already used by amqpPort"}},
 		{"node port collides", set(KeyNodeAMQPPortBase, "56670"), []string{"nodeAmqpPortBase (node 1: 56670+1): 56671 is already used by amqpsPort"}},
@@ -237,11 +238,8 @@ func TestPulumiYAMLMatchesKeys(t *testing.T) {
 			t.Errorf("Pulumi.yaml lacks %s", k.Name)
 			continue
 		}
-		if p.Type != k.Type || p.Description != k.Description || p.Secret != k.Secret {
-			t.Errorf("%s: Pulumi.yaml has %q/%q/%v, Keys has %q/%q/%v", k.Name, p.Type, p.Description, p.Secret, k.Type, k.Description, k.Secret)
-		}
-		if k.Secret {
-			continue // secrets have no default: they are required
+		if p.Type != k.Type || p.Description != k.Description || p.Secret {
+			t.Errorf("%s: Pulumi.yaml has %q/%q/secret %v, want Keys' %q/%q and no secret flag (see Key.Secret)", k.Name, p.Type, p.Description, p.Secret, k.Type, k.Description)
 		}
 		def, _ := yaml.Marshal(p.Default)
 		if got, want := strings.TrimSpace(string(def)), yamlOf(t, k.Default, k.Type); got != want {
@@ -272,6 +270,83 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	for _, k := range Keys {
 		if !strings.Contains(string(raw), "| `"+k.Name+"` | "+k.Type+" |") {
 			t.Errorf("README.md does not document %s (%s)", k.Name, k.Type)
+		}
+	}
+}
+
+// TestAddressRulesAreDockers: an address is refused only where Docker
+// refuses it; a static address in the upper half moves Docker's dynamic
+// range to the largest free block instead.
+func TestAddressRulesAreDockers(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		values  map[string]string
+		dynamic string
+	}{
+		"defaults":             {nil, "10.9.128.0/17"},
+		"gateway at the top":   {map[string]string{KeySubnet: "172.31.250.0/24", KeyGateway: "172.31.250.254"}, "172.31.250.128/25"},
+		"node in upper half":   {map[string]string{KeyNodeIPs: `["10.9.128.1"]`}, "10.9.192.0/18"},
+		"haproxy in top block": {map[string]string{KeySubnet: "10.1.2.0/24", KeyHAProxyIP: "10.1.2.250"}, "10.1.2.128/26"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, _, err := load(t, func(v map[string]string, _ map[string]bool) {
+				for k, x := range c.values {
+					v[k] = x
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.DynamicRange().String(); got != c.dynamic {
+				t.Errorf("dynamic range = %s, want %s", got, c.dynamic)
+			}
+			for _, a := range append(cfg.NodeIPs, cfg.HAProxyIP) {
+				if cfg.DynamicRange().Contains(a) {
+					t.Errorf("static %s is in the dynamic range %s", a, cfg.DynamicRange())
+				}
+			}
+		})
+	}
+}
+
+// TestNullNodeTypesAreDisc: `pulumi config set --path 'nodeTypes[2]' ram`
+// on an empty list writes nulls at 0 and 1; they read as disc.
+func TestNullNodeTypesAreDisc(t *testing.T) {
+	t.Parallel()
+	cfg, _, err := load(t, func(v map[string]string, _ map[string]bool) {
+		v[KeyNodeTypes] = `[null,null,"ram"]`
+		v[KeyRabbitMQImage] = "rabbitmq:3.10-local"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.NodeTypes, ","); got != "disc,disc,ram" {
+		t.Errorf("nodeTypes = %s, want disc,disc,ram", got)
+	}
+}
+
+// TestOneReportOfEveryProblem: a missing secret is reported with the other
+// problems, one line each, and the error counts them for Pulumi's header.
+func TestOneReportOfEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, _, err := load(t, func(v map[string]string, s map[string]bool) {
+		delete(v, KeyErlangCookie)
+		v[KeyNodes] = "4"
+		v[KeyGateway] = "300.1.1.1"
+	})
+	var m *multierror.Error
+	if !errors.As(err, &m) || len(m.Errors) != 3 {
+		t.Fatalf("err = %v, want a multierror of 3 problems", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"the stack config has 3 problem(s); nothing was created:",
+		"\n  erlangCookie: (unset) is required; set it with pulumi config set --secret erlangCookie",
+		"\n  nodes: 4 is not allowed",
+		"\n  gateway: \"300.1.1.1\" is not an IPv4 address",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("report lacks %q:\n%s", want, msg)
 		}
 	}
 }

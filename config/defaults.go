@@ -23,6 +23,13 @@ func applyDefaults(c *Config, project, stack string) []string {
 	if c.Prefix == "" {
 		c.Prefix = strings.Trim(notName.ReplaceAllString(strings.ToLower(project+"-"+stack), "-"), "-._")
 	}
+	// An entry left out, or null (what `config set --path 'nodeTypes[2]'`
+	// writes before index 2), is disc, as a missing entry is.
+	for i, t := range c.NodeTypes {
+		if t == "" {
+			c.NodeTypes[i] = NodeDisc
+		}
+	}
 	if c.Nodes >= 1 && c.Nodes <= MaxNodes {
 		for len(c.NodeTypes) < c.Nodes {
 			c.NodeTypes = append(c.NodeTypes, NodeDisc)
@@ -42,9 +49,9 @@ func applyDefaults(c *Config, project, stack string) []string {
 	}
 	c.RabbitMQVersion = ImageVersion(c.RabbitMQImage)
 	if c.HAMode == "" {
-		c.HAMode = HAModeMirrored
-		if !c.RabbitMQVersion.Known() || c.RabbitMQVersion.Major >= 4 {
-			c.HAMode = HAModeQuorum
+		c.HAMode = HAModeQuorum
+		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(3, 13) {
+			c.HAMode = HAModeMirrored
 		}
 	}
 	var warnings []string
@@ -66,10 +73,41 @@ func nth(p netip.Prefix, n int) netip.Addr {
 	return a
 }
 
-// DynamicRange is the upper half of the subnet: Docker gives addresses from
-// it to containers without a static IP (the forget job, anything a user
-// attaches), so they never take an address a node or HAProxy needs.
+// DynamicRange is the range Docker gives addresses from to containers
+// without a static IP (the one-shot jobs, anything a user attaches), so
+// they never take an address a node or HAProxy needs: the upper half of the
+// subnet, or, when a static address is set there, the largest aligned block
+// free of static addresses, highest first. The gateway may lie in it:
+// Docker reserves the gateway. A /24 holds 32 blocks of minDynamicBits and
+// the stack at most 10 static addresses, so one is always free.
 func (c *Config) DynamicRange() netip.Prefix {
-	half := netip.PrefixFrom(c.Subnet.Addr(), c.Subnet.Bits()+1)
-	return netip.PrefixFrom(nth(half, 1<<(32-half.Bits())), half.Bits())
+	if !c.Subnet.IsValid() {
+		return netip.Prefix{}
+	}
+	static := append([]netip.Addr{c.HAProxyIP}, c.NodeIPs...)
+	free := func(p netip.Prefix) bool {
+		for _, a := range static {
+			if a.IsValid() && p.Contains(a) {
+				return false
+			}
+		}
+		return true
+	}
+	base := c.Subnet.Masked().Addr().As4()
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	for bits := c.Subnet.Bits() + 1; bits <= minDynamicBits; bits++ {
+		size := uint32(1) << (32 - bits)
+		for k := int64(1)<<(bits-c.Subnet.Bits()) - 1; k >= 0; k-- {
+			n := start + uint32(k)*size
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), bits)
+			if free(p) {
+				return p
+			}
+		}
+	}
+	return netip.Prefix{}
 }
+
+// minDynamicBits makes the dynamic range at least 8 addresses (a /29):
+// room for the stack's one-shot jobs and a few attached containers.
+const minDynamicBits = 29

@@ -7,7 +7,11 @@ type Key struct {
 	Name        string
 	Type        string // string, integer, boolean or array, as in Pulumi.yaml
 	Default     string // the default as a YAML/JSON scalar or array; "" means derived
-	Secret      bool
+	// Secret keys are required and must be set with --secret. The program
+	// checks both, with every other rule: Pulumi.yaml gives them an empty
+	// default and no `secret: true`, because Pulumi's own checks of those
+	// would stop the run first and hide every other problem.
+	Secret bool
 	Description string
 }
 
@@ -29,6 +33,7 @@ const (
 	KeyStatsPort        = "statsPort"
 	KeyManagementPort   = "managementPort"
 	KeyNodeAMQPPortBase = "nodeAmqpPortBase"
+	KeyMetricsPortBase  = "metricsPortBase"
 	KeyMemoryLimitMB    = "memoryLimitMb"
 	KeyRestartPolicy    = "restartPolicy"
 	KeyRetainVolumes    = "retainVolumes"
@@ -50,10 +55,11 @@ const (
 
 // Default values that other packages and tests refer to.
 const (
-	// DefaultRabbitMQImage is an official management tag of the last 3.x series.
-	DefaultRabbitMQImage = "rabbitmq:3.13-management"
-	// DefaultHAProxyImage is an official HAProxy LTS tag.
-	DefaultHAProxyImage = "haproxy:2.8"
+	// DefaultRabbitMQImage is an official management tag of the current
+	// release line, 4.3 (Khepri).
+	DefaultRabbitMQImage = "rabbitmq:4.3-management"
+	// DefaultHAProxyImage is the current HAProxy LTS line's official tag.
+	DefaultHAProxyImage = "haproxy:3.2"
 	// DefaultSubnet is the recipe's bridge subnet.
 	DefaultSubnet = "10.9.0.0/16"
 	// DefaultHostIP keeps every published port off external interfaces.
@@ -71,13 +77,14 @@ var Keys = []Key{
 	{KeyHAProxyIP, "string", "", false, "Static IPv4 address of HAProxy. Default: the subnet's second address."},
 	{KeyRabbitMQImage, "string", DefaultRabbitMQImage, false, "RabbitMQ image with the official image's contract. Its tag's major.minor drives HA-mode and upgrade validation."},
 	{KeyHAProxyImage, "string", DefaultHAProxyImage, false, "HAProxy image with the official image's contract."},
-	{KeyHAMode, "string", "", false, "mirrored (ha-all policy, RabbitMQ 3.x) or quorum (quorum queues by default, 3.13+ and 4.x). Default: quorum for 4.x or an unversioned tag, mirrored otherwise."},
+	{KeyHAMode, "string", "", false, "quorum (quorum queues by default, RabbitMQ 3.13+ and 4.x) or mirrored (the ha-all policy, 3.x only). Default: quorum, or mirrored for an image tag older than 3.13."},
 	{KeyHostIP, "string", DefaultHostIP, false, "Host address every published port binds to."},
 	{KeyAMQPPort, "integer", "56729", false, "Host port of AMQP through HAProxy."},
 	{KeyAMQPSPort, "integer", "56671", false, "Host port of AMQPS (TLS terminated at HAProxy)."},
 	{KeyStatsPort, "integer", "51080", false, "Host port of the HAProxy stats page."},
 	{KeyManagementPort, "integer", "55672", false, "Host port of the management UI/API, balanced over the nodes by HAProxy."},
 	{KeyNodeAMQPPortBase, "integer", "56720", false, "Host port of node 0's direct AMQP listener; node i gets this plus i."},
+	{KeyMetricsPortBase, "integer", "56780", false, "Host port of node 0's Prometheus endpoint (rabbitmq_prometheus, :15692 in the container); node i gets this plus i."},
 	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). RabbitMQ's memory watermark is computed from it."},
 	{KeyRestartPolicy, "string", "unless-stopped", false, "Docker restart policy of every container: no, on-failure, always or unless-stopped."},
 	{KeyRetainVolumes, "boolean", "false", false, "Keep node data volumes when nodes are removed or the stack is destroyed."},

@@ -2,12 +2,12 @@ package config
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/go-multierror"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -67,6 +67,7 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 			Stats:        p.integer(KeyStatsPort),
 			Management:   p.integer(KeyManagementPort),
 			NodeAMQPBase: p.integer(KeyNodeAMQPPortBase),
+			MetricsBase:  p.integer(KeyMetricsPortBase),
 		},
 		MemoryLimitMB:           p.integer(KeyMemoryLimitMB),
 		RestartPolicy:           p.str(KeyRestartPolicy),
@@ -110,9 +111,23 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, problems(errs)
 	}
 	return c, warnings, nil
+}
+
+// problems reports every config problem as one error per problem: a
+// *multierror.Error, which the Pulumi SDK flattens into its own report, so
+// the header Pulumi prints counts the problems ("3 errors occurred"),
+// and each is a line of its own, a missing secret among the rest.
+func problems(errs []error) error {
+	return &multierror.Error{Errors: errs, ErrorFormat: func(es []error) string {
+		lines := make([]string, len(es))
+		for i, e := range es {
+			lines[i] = "  " + e.Error()
+		}
+		return fmt.Sprintf("the stack config has %d problem(s); nothing was created:\n%s", len(es), strings.Join(lines, "\n"))
+	}}
 }
 
 // defaultOf returns the documented default of a key.

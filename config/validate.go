@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -46,15 +45,6 @@ const minPasswordLen = 12
 
 // minMemoryMB is the least memory a node with the management plugin runs in.
 const minMemoryMB = 256
-
-// Validate checks every rule and returns every violation, joined.
-func (c *Config) Validate() error {
-	var errs []error
-	for _, e := range c.validate() {
-		errs = append(errs, e)
-	}
-	return errors.Join(errs...)
-}
 
 func (c *Config) validate() []*FieldError {
 	var v validator
@@ -134,6 +124,8 @@ func (c *Config) validateNetwork(v *validator) {
 		v.fail(KeyHostIP, `""`, "is required")
 	}
 	used := map[netip.Addr]string{}
+	// Docker's own rules: in the subnet, neither its network nor its
+	// broadcast address, and no address twice (the gateway included).
 	check := func(key string, a netip.Addr) {
 		if !a.IsValid() {
 			return
@@ -145,8 +137,6 @@ func (c *Config) validateNetwork(v *validator) {
 			v.fail(key, q(a), "is the subnet's network address")
 		case a == broadcast(c.Subnet):
 			v.fail(key, q(a), "is the subnet's broadcast address")
-		case c.DynamicRange().Contains(a):
-			v.fail(key, q(a), fmt.Sprintf("is in %s, the range Docker assigns to containers without a static IP", c.DynamicRange()))
 		case used[a] != "":
 			v.fail(key, q(a), "is already used by "+used[a])
 		default:
@@ -189,6 +179,9 @@ func (c *Config) validatePorts(v *validator) {
 	check(KeyManagementPort, c.Ports.Management)
 	for i := 0; i < c.Nodes && i < MaxNodes; i++ {
 		check(fmt.Sprintf("%s (node %d: %d+%d)", KeyNodeAMQPPortBase, i, c.Ports.NodeAMQPBase, i), c.Ports.NodeAMQP(i))
+	}
+	for i := 0; i < c.Nodes && i < MaxNodes; i++ {
+		check(fmt.Sprintf("%s (node %d: %d+%d)", KeyMetricsPortBase, i, c.Ports.MetricsBase, i), c.Ports.Metrics(i))
 	}
 }
 

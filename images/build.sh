@@ -12,7 +12,7 @@
 # changed (a hash of them is a label of the image); FORCE=1 rebuilds all.
 set -euo pipefail
 
-suite=${1:?usage: build.sh SUITE (bookworm or trixie)}
+suite=${1:?usage: build.sh SUITE (bookworm, trixie or sid)}
 here=$(cd "$(dirname "$0")" && pwd)
 work=${IMAGES_WORKDIR:-/var/tmp/rabbitmq-ha-images}
 base="rabbitmq-ha-base:${suite}-local"

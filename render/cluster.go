@@ -19,6 +19,13 @@ const (
 	// ForgetTimeoutSeconds bounds how long the forget job waits for removed
 	// nodes to stop.
 	ForgetTimeoutSeconds = 600
+	// StopTimeoutSeconds is the node containers' stop timeout: how long
+	// Docker waits after SIGTERM before it kills a node.
+	StopTimeoutSeconds = 90
+	// HandoverSeconds bounds the wait on SIGTERM for another node to hold a
+	// synchronised copy of every queue this node leads; RabbitMQ then has
+	// the rest of StopTimeoutSeconds to stop cleanly.
+	HandoverSeconds = StopTimeoutSeconds - 30
 )
 
 // ClusterData is what the cluster script is rendered from. It is the same
@@ -40,10 +47,10 @@ func ClusterScript(d ClusterData) (string, error) {
 	}
 	return execute(clusterTemplate, struct {
 		ClusterData
-		Header                                       string
-		CookieFile, SecretsConf, ReadyFile           string
-		JoinAttempts, ForgetTimeoutSeconds, AMQPPort int
-	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds, AMQPPort})
+		Header                                                        string
+		CookieFile, SecretsConf, ReadyFile                            string
+		JoinAttempts, ForgetTimeoutSeconds, HandoverSeconds, AMQPPort int
+	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds, HandoverSeconds, AMQPPort})
 }
 
 // NodeCommand is a node container's command.

@@ -26,10 +26,43 @@ import (
 
 // Local images built by `make images` (images/build.sh).
 const (
-	RabbitMQ3Image = "rabbitmq:3.10-local"
-	RabbitMQ4Image = "rabbitmq:4.0-local"
-	HAProxyImage   = "haproxy:2.6-local"
+	RabbitMQ3Image  = "rabbitmq:3.10-local"
+	RabbitMQ4Image  = "rabbitmq:4.0-local"
+	RabbitMQ43Image = "rabbitmq:4.3-local"
+	HAProxyImage    = "haproxy:2.6-local"
 )
+
+// Line is a supported RabbitMQ release line, as the tests run it.
+type Line struct {
+	// Name names the line in test names: 3.10-mirrored.
+	Name   string
+	Image  string
+	HAMode string
+	// Net is the line's third octet in a test's subnet (10.<test>.<Net>.0/24)
+	// and its offset in the test's port range, so the lines of one test
+	// never collide.
+	Net int
+}
+
+// Lines are the supported lines, oldest first: every test that proves a
+// cluster behaviour runs on each of them.
+var Lines = []Line{
+	{"3.10-mirrored", RabbitMQ3Image, config.HAModeMirrored, 0},
+	{"4.0-quorum", RabbitMQ4Image, config.HAModeQuorum, 1},
+	{"4.3-quorum", RabbitMQ43Image, config.HAModeQuorum, 2},
+}
+
+// Config is a loaded test config for the line: prefix-<line>, subnet
+// 10.<octet>.<Net>.0/24, ports from portBase + 100*Net.
+func (l Line) Config(t testing.TB, prefix string, octet, portBase int, extra map[string]string) *config.Config {
+	t.Helper()
+	v := map[string]string{config.KeyHAMode: l.HAMode}
+	for k, val := range extra {
+		v[k] = val
+	}
+	return TestConfig(t, prefix+"-"+strings.ReplaceAll(l.Name, ".", ""), l.Image,
+		fmt.Sprintf("10.%d.%d.0/24", octet, l.Net), portBase+100*l.Net, v)
+}
 
 // Docker runs the docker CLI and returns its trimmed stdout.
 func Docker(ctx context.Context, stdin []byte, args ...string) (string, error) {
