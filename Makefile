@@ -10,25 +10,82 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 PULUMI := bin/pulumi
 
-.PHONY: up preview destroy images test unit integration lint ci clean bench
+.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench smoke env secret admin-password outputs next
 
-## up: build the images and the CLI, create the stack with generated secrets, pulumi up
-up: images $(PULUMI) stack
-	$(PULUMI) up --yes --stack $(STACK)
+# The stack config Pulumi reads: the tracked Pulumi.$(STACK).yaml (plain
+# settings) merged with the generated secrets in .state/ (tools/stackconfig).
+# So make never writes a tracked file, and no secret is ever committed.
+STACKFILE := $(STATE)/Pulumi.$(STACK).yaml
+SECRETS := $(STATE)/secrets.$(STACK).yaml
+CONFIG := --stack $(STACK) --config-file $(STACKFILE)
+
+## up: install the system packages, build the dev stack's images and the CLI, create the stack with generated secrets, pulumi up
+up: deps dev-images $(PULUMI) stack
+	$(PULUMI) up --yes --skip-preview $(CONFIG)
+	@$(MAKE) -s next
 
 ## preview: what `pulumi up` would change (the PR-review command)
 preview: $(PULUMI) stack
-	$(PULUMI) preview --diff --stack $(STACK)
+	$(PULUMI) preview --diff $(CONFIG)
+
+## refresh: read the containers' real state (after a change made by hand)
+refresh: $(PULUMI) stack
+	$(PULUMI) refresh --yes $(CONFIG)
 
 ## destroy: remove the stack's containers, network and (unless retained) volumes.
 ## --run-program: the rolling replacement's delete hooks live in the program
-destroy: $(PULUMI)
-	$(PULUMI) destroy --yes --run-program --stack $(STACK)
+destroy: $(PULUMI) stack
+	$(PULUMI) destroy --yes --run-program $(CONFIG)
 
-## images: the local RabbitMQ 3.10/4.0 and HAProxy images, from Debian packages
-images:
+## smoke: prove the running stack works: publish with confirms through HAProxy (AMQP, AMQPS), consume from a node, scrape every node's metrics
+smoke: $(PULUMI)
+	@$(PULUMI) stack output --json --show-secrets --stack $(STACK) | go run ./smoke
+
+## outputs: the stack outputs (secrets blinded)
+outputs: $(PULUMI)
+	@$(PULUMI) stack output --stack $(STACK)
+
+## admin-password: print the generated admin password
+admin-password: $(PULUMI)
+	@$(PULUMI) config get adminPassword $(CONFIG)
+
+## env: the environment make runs the CLI with; eval "$$(make -s env)", then run pulumi by hand
+env:
+	@printf 'export PATH=%q:"$$PATH"\n' "$(CURDIR)/bin"
+	@printf 'export PULUMI_BACKEND_URL=%q\n' "$(PULUMI_BACKEND_URL)"
+	@printf 'export PULUMI_CONFIG_PASSPHRASE_FILE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE_FILE)"
+	@printf 'export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true\n'
+	@printf '# stack %s: plain settings in Pulumi.%s.yaml; up, preview, refresh and destroy take --stack %s --config-file %q\n' "$(STACK)" "$(STACK)" "$(STACK)" "$(STACKFILE)"
+
+## secret: set a secret, e.g. printf %s 'a-long-password' | make secret KEY=adminPassword
+secret: $(PULUMI) stack
+	@test -n "$(KEY)" || { echo "usage: printf %s VALUE | make secret KEY=name"; exit 64; }
+	@$(PULUMI) config set --secret $(KEY) --stack $(STACK) --config-file $(SECRETS)
+	@go run ./tools/stackconfig Pulumi.$(STACK).yaml $(SECRETS) $(STACKFILE)
+
+next:
+	@echo
+	@echo "The $(STACK) stack is up. Its outputs:"
+	@$(PULUMI) stack output --stack $(STACK)
+	@echo
+	@echo "  admin user:       $$($(PULUMI) stack output adminUser --stack $(STACK)); password: make -s admin-password"
+	@echo "  prove it works:   make smoke"
+	@echo "  the CLI by hand:  eval \"\$$(make -s env)\"; pulumi stack output --stack $(STACK)"
+	@echo "  tear it down:     make destroy"
+
+## deps: the Debian packages make and the tests need (tools/system-deps.sh; root or sudo)
+deps:
+	@tools/system-deps.sh
+
+## images: every local image the tests use: RabbitMQ 4.3/3.10/4.0 and HAProxy 3.2/2.6/3.0, from Debian sid, bookworm and trixie
+images: deps
+	images/build.sh sid
 	images/build.sh bookworm
 	images/build.sh trixie
+
+## dev-images: the dev stack's pair, RabbitMQ 4.3 and HAProxy 3.2 (Debian sid)
+dev-images: deps
+	images/build.sh sid
 
 # The CLI's version is stamped as its release build does: the Automation API
 # reads it to decide which flags the CLI supports.
@@ -37,22 +94,32 @@ $(PULUMI): tools/pulumicli/go.mod tools/pulumicli/go.sum
 		go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$$v" \
 			-o ../../$(PULUMI) github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 
-## stack: the local backend, a passphrase, the stack and its secrets (generated once)
+## stack: the local backend, a passphrase, the stack, its generated secrets, and the merged stack config
 .PHONY: stack
 stack: $(PULUMI)
 	@mkdir -p $(STATE)/backend
 	@[ -s $(STATE)/passphrase ] || (umask 077; head -c 24 /dev/urandom | base64 > $(STATE)/passphrase)
-	@$(PULUMI) stack select $(STACK) 2>/dev/null || $(PULUMI) stack init $(STACK)
+	@# A new stack is created from a scratch folder, so the encryption salt
+	@# `stack init` writes lands in .state/, not in the tracked stack file.
+	@if ! $(PULUMI) stack ls --json 2>/dev/null | grep -q '"name": *"$(STACK)"'; then \
+		tmp=$$(mktemp -d) && cp Pulumi.yaml "$$tmp/" && \
+		(cd "$$tmp" && $(CURDIR)/$(PULUMI) stack init $(STACK) --non-interactive >/dev/null) && \
+		mv "$$tmp/Pulumi.$(STACK).yaml" $(SECRETS) && chmod 0600 $(SECRETS) && rm -rf "$$tmp" && \
+		echo "created stack $(STACK) (state in $(STATE)/backend)"; \
+	fi
+	@[ -s $(SECRETS) ] || { echo "stack $(STACK) exists but $(SECRETS) (its secrets and their salt) is missing: restore it, or remove the stack (pulumi stack rm $(STACK))"; exit 1; }
 	@for key in erlangCookie adminPassword statsPassword; do \
-		$(PULUMI) config get $$key --stack $(STACK) >/dev/null 2>&1 || \
+		grep -q "^  rabbitmq-ha:$$key:" $(SECRETS) || { \
 		head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 | \
-			$(PULUMI) config set --secret $$key --stack $(STACK); \
+			$(PULUMI) config set --secret $$key --stack $(STACK) --config-file $(SECRETS) && \
+		echo "generated $$key"; }; \
 	done
+	@go run ./tools/stackconfig Pulumi.$(STACK).yaml $(SECRETS) $(STACKFILE)
 
 ## test: the README's test command; CI runs it through .ci/run. The
 ## container tests run verbosely, so a long run reports each test and its
 ## measurements as it goes.
-test: lint images $(PULUMI)
+test: deps lint images $(PULUMI)
 	go test -count=1 $$(go list ./... | grep -v /tests$$)
 	go test -count=1 -timeout 80m -v ./tests
 
@@ -63,11 +130,10 @@ unit:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: format the files above"; exit 1; }
 	go vet ./...
-	shellcheck images/build.sh images/*/docker-entrypoint.sh .ci/run
+	shellcheck images/build.sh images/*/docker-entrypoint.sh tools/system-deps.sh .ci/run
 
 ## bench: the stack against the docker-compose recipe; writes docs/BENCHMARKS.md
 bench: images $(PULUMI)
-	@command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
 	go run ./bench
 
 ci:

@@ -23,6 +23,8 @@ type Cluster struct {
 	AdminAMQPURL pulumi.StringOutput `pulumi:"adminAmqpUrl"`
 	// NodeEndpoints are the nodes' direct AMQP URLs, for consumers.
 	NodeEndpoints pulumi.StringArrayOutput `pulumi:"nodeEndpoints"`
+	// MetricsEndpoints are the nodes' Prometheus URLs, to scrape.
+	MetricsEndpoints pulumi.StringArrayOutput `pulumi:"metricsEndpoints"`
 	// ManagementURL is the management UI/API through HAProxy.
 	ManagementURL pulumi.StringOutput `pulumi:"managementUrl"`
 	// StatsURL is the HAProxy stats page.
@@ -82,6 +84,7 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	c.AMQPSURL = pulumi.String(e.AMQPS).ToStringOutput()
 	c.AdminAMQPURL = secret(e.withUser(e.AMQP, cfg.AdminUser, cfg.Secrets.AdminPassword))
 	c.NodeEndpoints = pulumi.ToStringArray(e.Nodes).ToStringArrayOutput()
+	c.MetricsEndpoints = pulumi.ToStringArray(e.Metrics).ToStringArrayOutput()
 	c.ManagementURL = pulumi.String(e.Management).ToStringOutput()
 	c.StatsURL = pulumi.String(e.Stats).ToStringOutput()
 	c.CACertPEM = pki.CACertPEM
@@ -94,23 +97,25 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 // Outputs returns the stack outputs, by name.
 func (c *Cluster) Outputs() pulumi.Map {
 	return pulumi.Map{
-		"amqpUrl":       c.AMQPURL,
-		"amqpsUrl":      c.AMQPSURL,
-		"adminAmqpUrl":  c.AdminAMQPURL,
-		"nodeEndpoints": c.NodeEndpoints,
-		"managementUrl": c.ManagementURL,
-		"statsUrl":      c.StatsURL,
-		"caCertPem":     c.CACertPEM,
-		"nodeNames":     c.NodeNames,
-		"adminUser":     c.AdminUser,
-		"haMode":        c.HAMode,
+		"amqpUrl":          c.AMQPURL,
+		"amqpsUrl":         c.AMQPSURL,
+		"adminAmqpUrl":     c.AdminAMQPURL,
+		"nodeEndpoints":    c.NodeEndpoints,
+		"metricsEndpoints": c.MetricsEndpoints,
+		"managementUrl":    c.ManagementURL,
+		"statsUrl":         c.StatsURL,
+		"caCertPem":        c.CACertPEM,
+		"nodeNames":        c.NodeNames,
+		"adminUser":        c.AdminUser,
+		"haMode":           c.HAMode,
 	}
 }
 
 // Endpoints are the stack's URLs, as a client on the Docker host reaches them.
 type Endpoints struct {
 	AMQP, AMQPS, Management, Stats string
-	Nodes                          []string
+	// Nodes are the nodes' direct AMQP URLs; Metrics their Prometheus URLs.
+	Nodes, Metrics []string
 }
 
 // EndpointsOf derives the endpoints from a config. A host IP of 0.0.0.0
@@ -135,6 +140,7 @@ func EndpointsOf(cfg *config.Config) Endpoints {
 	}
 	for i := 0; i < cfg.Nodes; i++ {
 		e.Nodes = append(e.Nodes, fmt.Sprintf("amqp://%s:%d/", host, cfg.Ports.NodeAMQP(i)))
+		e.Metrics = append(e.Metrics, fmt.Sprintf("http://%s:%d/metrics", host, cfg.Ports.Metrics(i)))
 	}
 	return e
 }

@@ -219,6 +219,10 @@ func TestNodeInputs(t *testing.T) {
 		if p["ip"].StringValue() != "127.0.0.1" || p["external"].NumberValue() != float64(56720+i) || p["internal"].NumberValue() != 5672 || p["protocol"].StringValue() != "tcp" {
 			t.Errorf("node %d port = %v", i, p)
 		}
+		if ports := c.inputs["ports"].ArrayValue(); len(ports) != 2 || ports[1].ObjectValue()["ip"].StringValue() != "127.0.0.1" ||
+			ports[1].ObjectValue()["external"].NumberValue() != float64(56780+i) || ports[1].ObjectValue()["internal"].NumberValue() != 15692 {
+			t.Errorf("node %d ports = %v, want AMQP and Prometheus (127.0.0.1:%d -> 15692)", i, ports, 56780+i)
+		}
 		cmd := c.inputs["command"].ArrayValue()
 		wantType := map[int]string{0: "disc", 1: "disc", 2: "ram"}[i]
 		if len(cmd) != 3 || cmd[0].StringValue() != render.ScriptPath || cmd[2].StringValue() != wantType {

@@ -106,7 +106,10 @@ func NodeSpec(cfg *config.Config, i int) (ContainerSpec, error) {
 		Hostname: host,
 		Command:  render.NodeCommand(cfg.NodeTypes[i]),
 		IP:       cfg.NodeIPs[i].String(),
-		Ports:    []PortSpec{{cfg.HostIP.String(), render.AMQPPort, cfg.Ports.NodeAMQP(i)}},
+		Ports: []PortSpec{
+			{HostIP: cfg.HostIP.String(), Internal: render.AMQPPort, External: cfg.Ports.NodeAMQP(i)},
+			{HostIP: cfg.HostIP.String(), Internal: render.PrometheusPort, External: cfg.Ports.Metrics(i)},
+		},
 		Files: append([]FileSpec{
 			{Path: render.RabbitMQConfPath, Content: conf, Mode: "0644"},
 			{Path: render.EnabledPluginsPath, Content: render.EnabledPlugins, Mode: "0644"},

@@ -4,14 +4,14 @@ package config
 // key names, their types, defaults and descriptions: Pulumi.yaml's schema and
 // the README's config reference are checked against it by tests.
 type Key struct {
-	Name        string
-	Type        string // string, integer, boolean or array, as in Pulumi.yaml
-	Default     string // the default as a YAML/JSON scalar or array; "" means derived
+	Name    string
+	Type    string // string, integer, boolean or array, as in Pulumi.yaml
+	Default string // the default as a YAML/JSON scalar or array; "" means derived
 	// Secret keys are required and must be set with --secret. The program
 	// checks both, with every other rule: Pulumi.yaml gives them an empty
 	// default and no `secret: true`, because Pulumi's own checks of those
 	// would stop the run first and hide every other problem.
-	Secret bool
+	Secret      bool
 	Description string
 }
 

@@ -124,6 +124,15 @@ func (g *Gate) BeforeDelete(ctx context.Context, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.s.Timeout)
 	defer cancel()
+	if down, err := g.othersDown(ctx, name); err != nil {
+		return err
+	} else if down {
+		// Nothing serves, so there is no availability to keep: a first up
+		// that failed before any node started (a port taken), or a
+		// cluster that is down. Waiting would only time out.
+		g.Unchecked("no other node is running, so there is no service to keep up while nodes are replaced")
+		return nil
+	}
 	start := time.Now()
 	for _, other := range g.s.Nodes {
 		if other == name {
@@ -162,6 +171,34 @@ func (g *Gate) BeforeDelete(ctx context.Context, name string) error {
 	delete(g.creating, name)
 	g.mu.Unlock()
 	return nil
+}
+
+// othersDown reports whether no configured node but name is running, and
+// none is one the gate itself stopped in this run (those are on their way
+// back, and are waited for). A single-node cluster has no others: it is
+// not "down" by this rule.
+func (g *Gate) othersDown(ctx context.Context, name string) (bool, error) {
+	others := 0
+	for _, other := range g.s.Nodes {
+		if other == name {
+			continue
+		}
+		others++
+		g.mu.Lock()
+		_, ours := g.stopped[other]
+		g.mu.Unlock()
+		if ours {
+			return false, nil
+		}
+		c, err := g.engine.Inspect(ctx, other)
+		if err != nil {
+			return false, fmt.Errorf("rolling replacement: inspect %s: %w", other, err)
+		}
+		if c.Exists && c.Running {
+			return false, nil
+		}
+	}
+	return others > 0, nil
 }
 
 // AfterDelete runs after a node container is deleted.

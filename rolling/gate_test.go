@@ -246,3 +246,37 @@ func TestUncheckedLetsEveryNodeGoAtOnce(t *testing.T) {
 		t.Errorf("drained %v", w.drains)
 	}
 }
+
+// TestNoWaitWhenNoOtherNodeRuns: after a first up that failed before any
+// node started (a host port taken), every node container exists, created
+// but never started. Waiting for the others would only time out; there is
+// no service to keep up, so every node goes at once.
+func TestNoWaitWhenNoOtherNodeRuns(t *testing.T) {
+	w := newWorld("n0", "n1", "n2")
+	for _, n := range []string{"n0", "n1", "n2"} {
+		w.setState(n, false, "")
+	}
+	s := settings("n0", "n1", "n2")
+	s.Timeout = time.Second
+	g := New(w, s)
+	for _, n := range []string{"n0", "n1", "n2"} {
+		start := time.Now()
+		if err := g.BeforeDelete(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("%s waited %s", n, d)
+		}
+	}
+	if len(w.drains) != 0 {
+		t.Errorf("drained %v", w.drains)
+	}
+	// One running node is enough to keep the gate.
+	w2 := newWorld("n0", "n1", "n2")
+	w2.setState("n0", false, "")
+	w2.setState("n1", true, "unhealthy")
+	s.Timeout = 200 * time.Millisecond
+	if err := New(w2, s).BeforeDelete(context.Background(), "n2"); err == nil {
+		t.Error("a running but unhealthy node was not waited for")
+	}
+}

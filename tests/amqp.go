@@ -27,7 +27,8 @@ const (
 
 // TestValues are the plain config values of a test stack: its own prefix,
 // subnet and port range, so tests never collide with each other or a stack.
-// Ports: AMQP portBase, AMQPS +1, stats +2, management +3, nodes +10...
+// Ports: AMQP portBase, AMQPS +1, stats +2, management +3, nodes +10...,
+// node metrics +20...
 func TestValues(prefix, image, subnet string, portBase int) map[string]string {
 	return map[string]string{
 		config.KeyPrefix:           prefix,
@@ -39,6 +40,7 @@ func TestValues(prefix, image, subnet string, portBase int) map[string]string {
 		config.KeyStatsPort:        strconv.Itoa(portBase + 2),
 		config.KeyManagementPort:   strconv.Itoa(portBase + 3),
 		config.KeyNodeAMQPPortBase: strconv.Itoa(portBase + 10),
+		config.KeyMetricsPortBase:  strconv.Itoa(portBase + 20),
 	}
 }
 

@@ -85,7 +85,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 	for _, line := range Lines {
 		t.Run(line.Name, func(t *testing.T) {
 			RequireImages(t, line.Image)
-			cfg := line.Config(t, "rmqha-it-restart", 232, 48000, nil)
+			cfg := line.Config(t, "rmqha-it-restart", 232, 47700, nil)
 			RemoveStack(t, cfg.Prefix)
 			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
 			startCluster(t, cfg, line.Image)
