@@ -350,3 +350,22 @@ func TestOneReportOfEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestRAMNodesRefusedOnKhepri: 4.3 (Khepri only) cannot run RAM nodes, so
+// validation refuses them before RabbitMQ refuses its own config.
+func TestRAMNodesRefusedOnKhepri(t *testing.T) {
+	t.Parallel()
+	for image, want := range map[string]string{
+		"rabbitmq:4.3-local":      `nodeTypes[2]: "ram" is not supported by RabbitMQ 4.3 (image rabbitmq:4.3-local): Khepri`,
+		"rabbitmq:4.3-management": "has no RAM nodes",
+		"rabbitmq:latest":         "has no RAM nodes",
+	} {
+		_, _, err := load(t, func(v map[string]string, _ map[string]bool) {
+			v[KeyNodeTypes] = `["disc","disc","ram"]`
+			v[KeyRabbitMQImage] = image
+		})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", image, err, want)
+		}
+	}
+}

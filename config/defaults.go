@@ -56,12 +56,20 @@ func applyDefaults(c *Config, project, stack string) []string {
 	}
 	var warnings []string
 	for i, t := range c.NodeTypes {
-		if t == NodeRAM {
+		if t == NodeRAM && c.RAMNodesSupported() {
 			warnings = append(warnings, fmt.Sprintf("%s[%d]: ram nodes are deprecated upstream and keep no data on disk; "+
 				"see https://www.rabbitmq.com/docs/clustering#cluster-node-types", KeyNodeTypes, i))
 		}
 	}
 	return warnings
+}
+
+// RAMNodesSupported reports whether the image's RabbitMQ can run RAM nodes:
+// Mnesia lines only. 4.3 has Khepri as its only metadata store, measured on
+// 4.3.6: `join_cluster [--disc] <member>`, and rabbitmq.conf refuses
+// cluster_formation.node_type = ram. An unversioned tag is taken as current.
+func (c *Config) RAMNodesSupported() bool {
+	return c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(4, 3)
 }
 
 // nth returns the n-th address of a subnet.

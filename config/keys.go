@@ -89,7 +89,7 @@ var Keys = []Key{
 	{KeyRestartPolicy, "string", "unless-stopped", false, "Docker restart policy of every container: no, on-failure, always or unless-stopped."},
 	{KeyRetainVolumes, "boolean", "false", false, "Keep node data volumes when nodes are removed or the stack is destroyed."},
 	{KeyRollingReplace, "boolean", "true", false, "Replace node containers one at a time when a change re-creates them (image, rabbitmq.conf, uploads): each is drained first, and the next waits until it is healthy again. Uses resource hooks, so `pulumi destroy` needs --run-program. false replaces them all at once."},
-	{KeyAllowUpgrade, "boolean", "false", false, "Allow a rabbitmqImage change that RabbitMQ does not support in place: a downgrade, or a skipped release series (3.10 to 4.0). For those who know better; back up first."},
+	{KeyAllowUpgrade, "boolean", "false", false, "Allow a rabbitmqImage change that RabbitMQ does not support in place: a downgrade, or a path not in RabbitMQ's upgrade matrix (3.10 to 4.0, 4.1 to 4.3). For those who know better; back up first."},
 	{KeyAdminUser, "string", "admin", false, "Administrator user that replaces guest; pulumi-rabbitmq connects as this user."},
 	{KeyStatsUser, "string", "admin", false, "User of the HAProxy stats page."},
 	{KeyVHosts, "array", `["/"]`, false, "Virtual hosts to create. \"/\" always exists."},

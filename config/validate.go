@@ -70,6 +70,9 @@ func (c *Config) validate() []*FieldError {
 			v.fail(key, q(t), "must be disc or ram")
 		case i == 0 && t != NodeDisc:
 			v.fail(key, q(t), "must be disc: node 0 seeds the cluster and must keep its data on disk")
+		case t == NodeRAM && !c.RAMNodesSupported():
+			v.fail(key, q(t), fmt.Sprintf("is not supported by RabbitMQ %s (image %s): Khepri, its only metadata store, has no RAM nodes "+
+				"(join_cluster takes no --ram, cluster_formation.node_type only disc); use disc", c.RabbitMQVersion, c.RabbitMQImage))
 		}
 	}
 

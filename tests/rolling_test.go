@@ -40,7 +40,7 @@ func TestIntegrationE2ERolling(t *testing.T) {
 	// The version guard: 3.10 nodes cannot go to 4.0 in place.
 	setConfig(t, s, "rabbitmqImage", RabbitMQ4Image)
 	_, err := s.Preview(ctx, optpreview.Diff())
-	if err == nil || !strings.Contains(err.Error(), `rabbitmqImage: "`+RabbitMQ4Image+`" skips release series`) ||
+	if err == nil || !strings.Contains(err.Error(), `rabbitmqImage: "`+RabbitMQ4Image+`" is not an in-place upgrade RabbitMQ supports`) ||
 		!strings.Contains(err.Error(), "allowUnsupportedUpgrade") {
 		t.Fatalf("a 3.10 to 4.0 preview: err = %v, want the version guard's refusal", err)
 	}
