@@ -95,6 +95,7 @@ func NodeSpec(cfg *config.Config, i int) (ContainerSpec, error) {
 		Seed:             seedOf(cfg, i),
 		NodeType:         cfg.NodeTypes[i],
 		Quorum:           cfg.HAMode == config.HAModeQuorum,
+		Mnesia:           !cfg.Khepri(),
 		MemoryLimitBytes: int64(cfg.MemoryLimitMB) << 20,
 	})
 	if err != nil {

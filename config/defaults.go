@@ -68,8 +68,13 @@ func applyDefaults(c *Config, project, stack string) []string {
 // Mnesia lines only. 4.3 has Khepri as its only metadata store, measured on
 // 4.3.6: `join_cluster [--disc] <member>`, and rabbitmq.conf refuses
 // cluster_formation.node_type = ram. An unversioned tag is taken as current.
-func (c *Config) RAMNodesSupported() bool {
-	return c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(4, 3)
+func (c *Config) RAMNodesSupported() bool { return !c.Khepri() }
+
+// Khepri reports whether the image's RabbitMQ keeps its metadata in Khepri
+// only (4.3 and later; an unversioned tag is taken as current): no Mnesia,
+// so no RAM nodes, no partition-handling strategy, no cluster_nodes.config.
+func (c *Config) Khepri() bool {
+	return !c.RabbitMQVersion.Known() || c.RabbitMQVersion.AtLeast(4, 3)
 }
 
 // nth returns the n-th address of a subnet.

@@ -27,6 +27,9 @@ type RabbitMQData struct {
 	NodeType string
 	// Quorum makes quorum the default queue type.
 	Quorum bool
+	// Mnesia is set where Mnesia is the metadata store (before 4.3): only
+	// there is a partition-handling strategy a setting.
+	Mnesia bool
 	// MemoryLimitBytes is the container's memory limit.
 	MemoryLimitBytes int64
 }

@@ -103,7 +103,7 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 
 func TestRabbitMQConf(t *testing.T) {
 	t.Parallel()
-	seed, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-0", NodeType: "disc", MemoryLimitBytes: 512 << 20})
+	seed, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-0", NodeType: "disc", Mnesia: true, MemoryLimitBytes: 512 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +119,8 @@ func TestRabbitMQConf(t *testing.T) {
 		"cluster_formation.peer_discovery_backend = classic_config",
 		"cluster_formation.classic_config.nodes.1 = rabbit@s-node-0",
 		"cluster_formation.node_type = ram", "cluster_formation.discovery_retry_limit = 120")
+	// Khepri (4.3): no partition-handling strategy to set.
+	mustNotContain(t, other, "cluster_partition_handling")
 }
 
 func TestSecretsConf(t *testing.T) {

@@ -424,3 +424,4 @@ func (p *Publisher) Stop() (confirmed, attempted int) {
 	c, a, _ := p.Stats()
 	return c, a
 }
+
