@@ -424,4 +424,3 @@ func (p *Publisher) Stop() (confirmed, attempted int) {
 	c, a, _ := p.Stats()
 	return c, a
 }
-
