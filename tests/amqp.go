@@ -115,33 +115,7 @@ func redact(raw string) string {
 // returns how many the broker confirmed.
 func PublishConfirmed(t testing.TB, conn *amqp.Connection, queue string, n int, args amqp.Table) int {
 	t.Helper()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, args); err != nil {
-		t.Fatalf("declare %s: %v", queue, err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	confirmed := 0
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for i := range n {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
-			DeliveryMode: amqp.Persistent,
-			Body:         []byte(fmt.Sprintf("message %d", i)),
-		})
-		if err != nil {
-			t.Fatalf("publish %d: %v", i, err)
-		}
-		if ok, err := dc.WaitContext(ctx); err == nil && ok {
-			confirmed++
-		}
-	}
-	return confirmed
+	return len(PublishIDs(t, conn, queue, queue, n, args))
 }
 
 // QueueDepth returns the number of ready messages in a queue.

@@ -23,6 +23,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 )
 
@@ -330,15 +331,26 @@ func mgmt(t *testing.T, base, path string, v any) {
 	}
 }
 
-// TestIntegrationE2EQuorum runs the real program on the RabbitMQ 4.0 image in
-// HA mode quorum, with volumes kept on destroy.
+// TestIntegrationE2EQuorum runs the real program on every quorum line (4.0,
+// and 4.3 with Khepri) with haMode left to its default, and volumes kept on
+// destroy.
 func TestIntegrationE2EQuorum(t *testing.T) {
-	const prefix = "rmqha-e2e-quorum"
-	s := startE2E(t, "e2e-quorum", prefix, RabbitMQ4Image, "10.231.4.0/24", 47400,
-		map[string]string{"retainVolumes": "true"}, nil)
+	for _, line := range Lines {
+		if line.HAMode != config.HAModeQuorum {
+			continue
+		}
+		t.Run(line.Name, func(t *testing.T) { e2eQuorum(t, line) })
+	}
+}
+
+func e2eQuorum(t *testing.T, line Line) {
+	prefix := "rmqha-e2e-q" + strings.ReplaceAll(line.Name, ".", "")[:2]
+	RequireImages(t, line.HAProxy)
+	s := startE2E(t, "e2e-"+line.Name, prefix, line.Image, fmt.Sprintf("10.231.%d.0/24", 40+line.Net), 47400,
+		map[string]string{"retainVolumes": "true", config.KeyHAProxyImage: line.HAProxy}, nil)
 	res := s.up(t)
 	if mode := res.Outputs["haMode"].Value; mode != "quorum" {
-		t.Errorf("haMode = %v, want quorum (derived from the 4.0 tag)", mode)
+		t.Errorf("haMode = %v, want quorum (the default)", mode)
 	}
 	WaitRunning(t, prefix+"-node-0", 3, time.Minute)
 	mgmtURL := res.Outputs["managementUrl"].Value.(string)

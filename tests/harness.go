@@ -30,6 +30,8 @@ const (
 	RabbitMQ4Image  = "rabbitmq:4.0-local"
 	RabbitMQ43Image = "rabbitmq:4.3-local"
 	HAProxyImage    = "haproxy:2.6-local"
+	HAProxy32Image  = "haproxy:3.2-local"
+	HAProxy30Image  = "haproxy:3.0-local"
 )
 
 // Line is a supported RabbitMQ release line, as the tests run it.
@@ -38,6 +40,8 @@ type Line struct {
 	Name   string
 	Image  string
 	HAMode string
+	// HAProxy is the HAProxy image of the line's Debian suite.
+	HAProxy string
 	// Net is the line's third octet in a test's subnet (10.<test>.<Net>.0/24)
 	// and its offset in the test's port range, so the lines of one test
 	// never collide.
@@ -47,16 +51,16 @@ type Line struct {
 // Lines are the supported lines, oldest first: every test that proves a
 // cluster behaviour runs on each of them.
 var Lines = []Line{
-	{"3.10-mirrored", RabbitMQ3Image, config.HAModeMirrored, 0},
-	{"4.0-quorum", RabbitMQ4Image, config.HAModeQuorum, 1},
-	{"4.3-quorum", RabbitMQ43Image, config.HAModeQuorum, 2},
+	{"3.10-mirrored", RabbitMQ3Image, config.HAModeMirrored, HAProxyImage, 0},
+	{"4.0-quorum", RabbitMQ4Image, config.HAModeQuorum, HAProxy30Image, 1},
+	{"4.3-quorum", RabbitMQ43Image, config.HAModeQuorum, HAProxy32Image, 2},
 }
 
 // Config is a loaded test config for the line: prefix-<line>, subnet
 // 10.<octet>.<Net>.0/24, ports from portBase + 100*Net.
 func (l Line) Config(t testing.TB, prefix string, octet, portBase int, extra map[string]string) *config.Config {
 	t.Helper()
-	v := map[string]string{config.KeyHAMode: l.HAMode}
+	v := map[string]string{config.KeyHAMode: l.HAMode, config.KeyHAProxyImage: l.HAProxy}
 	for k, val := range extra {
 		v[k] = val
 	}
