@@ -11,7 +11,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strings"
@@ -119,8 +121,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: stackconfig TRACKED SECRETS OUT")
 		os.Exit(64)
 	}
+	// A stack without a tracked file has no plain settings: the defaults.
 	tracked, err := os.ReadFile(os.Args[1])
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		fail(err)
 	}
 	secrets, err := os.ReadFile(os.Args[2])
