@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ type restartOrder struct {
 var restartOrders = []restartOrder{
 	{"one-at-a-time", func(_, n int) []int { return upTo(n) }, false},
 	{"all-at-once", func(_, n int) []int { return upTo(n) }, true},
-	{"reverse", func(_, n int) []int { return reversed(upTo(n)) }, false},
+	{"reverse", func(_, n int) []int { s := upTo(n); slices.Reverse(s); return s }, false},
 	{"leader-last", func(leader, n int) []int {
 		var s []int
 		for _, i := range upTo(n) {
@@ -46,13 +47,6 @@ func upTo(n int) []int {
 	s := make([]int, n)
 	for i := range s {
 		s[i] = i
-	}
-	return s
-}
-
-func reversed(s []int) []int {
-	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
-		s[i], s[j] = s[j], s[i]
 	}
 	return s
 }
