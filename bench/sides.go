@@ -95,7 +95,7 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	for {
-		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(config.HAModeMirrored).DefinitionJSON())
+		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(&config.Config{HAMode: config.HAModeMirrored}).DefinitionJSON())
 		if err == nil {
 			break
 		}

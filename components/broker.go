@@ -102,7 +102,7 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 
 // newPolicy sets the HA mode's policy on one vhost.
 func newPolicy(ctx *pulumi.Context, name string, cfg *config.Config, vhost string, vhostName pulumi.StringInput, with []pulumi.ResourceOption) error {
-	policy := PolicyFor(cfg.HAMode)
+	policy := PolicyFor(cfg)
 	_, err := rabbitmq.NewPolicy(ctx, name+"-policy-"+slug(vhost), &rabbitmq.PolicyArgs{
 		Name:  pulumi.String(policy.Name),
 		Vhost: vhostName,
@@ -110,7 +110,7 @@ func newPolicy(ctx *pulumi.Context, name string, cfg *config.Config, vhost strin
 			Pattern:    pulumi.String(policy.Pattern),
 			Priority:   pulumi.Int(0),
 			ApplyTo:    pulumi.String(policy.ApplyTo),
-			Definition: pulumi.ToMap(policy.Definition),
+			Definition: pulumi.ToMap(policy.StringDefinition()),
 		},
 	}, with...)
 	return wrap("policy on "+vhost, err)
@@ -133,9 +133,11 @@ type Policy struct {
 // leader instead (see docs/RUNBOOK.md, "Restarts";
 // https://www.rabbitmq.com/docs/3.13/ha#unsynchronised-mirrors).
 // quorum: queues are quorum by default_queue_type; the policy spreads their
-// leaders over the nodes (https://www.rabbitmq.com/docs/quorum-queues).
-func PolicyFor(mode string) Policy {
-	if mode == config.HAModeMirrored {
+// leaders over the nodes and sets the member count continuous membership
+// reconciliation keeps every queue at (target-group-size: quorumGroupSize;
+// https://www.rabbitmq.com/docs/quorum-queues#replica-reconciliation).
+func PolicyFor(cfg *config.Config) Policy {
+	if cfg.HAMode == config.HAModeMirrored {
 		return Policy{MirroredPolicy, "^", "queues", map[string]any{
 			"ha-mode":                "all",
 			"ha-sync-mode":           "automatic",
@@ -143,14 +145,27 @@ func PolicyFor(mode string) Policy {
 			"ha-promote-on-failure":  "when-synced",
 		}}
 	}
-	return Policy{QuorumPolicy, "^", "quorum_queues", map[string]any{"queue-leader-locator": "balanced"}}
+	return Policy{QuorumPolicy, "^", "quorum_queues", map[string]any{
+		"queue-leader-locator": "balanced",
+		"target-group-size":    cfg.QuorumGroupSize,
+	}}
+}
+
+// StringDefinition is the definition as pulumi-rabbitmq takes it: a map of
+// strings, whose whole numbers the provider sends to RabbitMQ as numbers.
+func (p Policy) StringDefinition() map[string]any {
+	out := make(map[string]any, len(p.Definition))
+	for k, v := range p.Definition {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
 }
 
 // DefinitionJSON is the policy's definition as rabbitmqctl set_policy takes it.
 func (p Policy) DefinitionJSON() string {
 	b, err := json.Marshal(p.Definition)
 	if err != nil {
-		panic(err) // a map of strings always marshals
+		panic(err) // strings and numbers always marshal
 	}
 	return string(b)
 }

@@ -399,16 +399,41 @@ func TestBrokerInputs(t *testing.T) {
 	}
 }
 
+// TestQuorumMode: quorum queues by default, kept at quorumGroupSize members
+// by continuous membership reconciliation (the policy sets the size, so a
+// scale changes no node's rabbitmq.conf).
 func TestQuorumMode(t *testing.T) {
-	m := run(t, map[string]any{"rabbitmqImage": "rabbitmq:4.0-local"})
-	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
-		if str(t, pol, "name") != QuorumPolicy || pol.inputs["policy"].ObjectValue()["applyTo"].StringValue() != "quorum_queues" {
-			t.Errorf("%s = %v", pol.name, pol.inputs)
+	for _, tc := range []struct {
+		extra map[string]any
+		size  string
+	}{
+		{map[string]any{"rabbitmqImage": "rabbitmq:4.0-local"}, "3"},
+		{map[string]any{"rabbitmqImage": "rabbitmq:4.3-local", "nodes": 5}, "5"},
+		{map[string]any{"rabbitmqImage": "rabbitmq:4.3-local", "nodes": 5, "quorumGroupSize": 3}, "3"},
+	} {
+		m := run(t, tc.extra)
+		pols := m.byType("rabbitmq:index/policy:Policy")
+		if len(pols) == 0 {
+			t.Fatal("no policy")
 		}
-	}
-	conf, _, _ := upload(t, m.container(t, "rabbitmq-node-0"), render.RabbitMQConfPath)
-	if !strings.Contains(conf, "default_queue_type = quorum") {
-		t.Errorf("quorum mode without default_queue_type:\n%s", conf)
+		for _, pol := range pols {
+			p := pol.inputs["policy"].ObjectValue()
+			def := p["definition"].ObjectValue()
+			if str(t, pol, "name") != QuorumPolicy || p["applyTo"].StringValue() != "quorum_queues" ||
+				def["target-group-size"].StringValue() != tc.size || def["queue-leader-locator"].StringValue() != "balanced" {
+				t.Errorf("%v: %s = %v, want target-group-size %s", tc.extra, pol.name, pol.inputs, tc.size)
+			}
+		}
+		conf, _, _ := upload(t, m.container(t, "rabbitmq-node-0"), render.RabbitMQConfPath)
+		for _, want := range []string{"default_queue_type = quorum", "continuous_membership_reconciliation.enabled = true",
+			"continuous_membership_reconciliation.auto_remove = true"} {
+			if !strings.Contains(conf, want) {
+				t.Errorf("%v: rabbitmq.conf lacks %q:\n%s", tc.extra, want, conf)
+			}
+		}
+		if strings.Contains(conf, "target_group_size") {
+			t.Errorf("the target size is in rabbitmq.conf, so a scale would re-create every node:\n%s", conf)
+		}
 	}
 }
 

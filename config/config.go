@@ -66,6 +66,9 @@ type Config struct {
 	RabbitMQVersion Version
 	// HAMode is HAModeMirrored or HAModeQuorum.
 	HAMode string
+	// QuorumGroupSize is the member count every quorum queue is kept at
+	// (haMode quorum only; 0 otherwise).
+	QuorumGroupSize int
 
 	// HostIP is the host address every published port binds to.
 	HostIP netip.Addr

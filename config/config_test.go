@@ -63,6 +63,9 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s = %q, want %q", what, got[0], got[1])
 		}
 	}
+	if c.QuorumGroupSize != 3 {
+		t.Errorf("quorumGroupSize = %d, want the node count, 3", c.QuorumGroupSize)
+	}
 	if c.Nodes != 3 || c.Ports.AMQP != 56729 || c.Ports.Stats != 51080 || c.Ports.NodeAMQP(1) != 56721 || c.MemoryLimitMB != 512 {
 		t.Errorf("numeric defaults: %+v %d %d", c.Ports, c.Nodes, c.MemoryLimitMB)
 	}
@@ -139,6 +142,10 @@ func TestValidation(t *testing.T) {
 		{"unknown HA mode", set(KeyHAMode, "raft"), []string{`haMode: "raft" is not a known HA mode`}},
 		{"mirrored on 4.x", setAll(KeyHAMode, HAModeMirrored, KeyRabbitMQImage, "rabbitmq:4.0-management"), []string{`haMode: "mirrored" is not supported by RabbitMQ 4.0`}},
 		{"quorum on 3.10", setAll(KeyHAMode, HAModeQuorum, KeyRabbitMQImage, "rabbitmq:3.10-local"), []string{`haMode: "quorum" needs RabbitMQ 3.13 or newer`}},
+		{"quorum size above nodes", set(KeyQuorumGroupSize, "5"), []string{"quorumGroupSize: 5 is out of range, 1 to nodes (3)"}},
+		{"even quorum size", setAll(KeyNodes, "5", KeyQuorumGroupSize, "4"), []string{"quorumGroupSize: 4 is not allowed, an odd count"}},
+		{"negative quorum size", set(KeyQuorumGroupSize, "-1"), []string{"quorumGroupSize: -1 is out of range"}},
+		{"quorum size when mirrored", setAll(KeyRabbitMQImage, "rabbitmq:3.10-local", KeyQuorumGroupSize, "3"), []string{"quorumGroupSize: 3 applies to haMode quorum only, and haMode is mirrored"}},
 		{"admin is guest", set(KeyAdminUser, "guest"), []string{`adminUser: "guest" must be`}},
 		{"bad prefix", set(KeyPrefix, "My Stack"), []string{`prefix: "My Stack" must be 1 to 40 lowercase`}},
 		{"tiny memory", set(KeyMemoryLimitMB, "128"), []string{"memoryLimitMb: 128 is below 256 MiB"}},
@@ -367,5 +374,34 @@ func TestRAMNodesRefusedOnKhepri(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", image, err, want)
 		}
+	}
+}
+
+// TestQuorumGroupSizeDefault: every node holds a member, up to RabbitMQ's
+// advised 7; mirrored stacks have none.
+func TestQuorumGroupSizeDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		nodes, image string
+		want         int
+	}{
+		{"1", "", 1}, {"5", "", 5}, {"7", "", 7}, {"9", "", 7}, {"3", "rabbitmq:3.10-local", 0},
+	} {
+		c, _, err := load(t, func(v map[string]string, _ map[string]bool) {
+			v[KeyNodes] = tc.nodes
+			if tc.image != "" {
+				v[KeyRabbitMQImage] = tc.image
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.QuorumGroupSize != tc.want {
+			t.Errorf("nodes %s, image %q: quorumGroupSize %d, want %d", tc.nodes, tc.image, c.QuorumGroupSize, tc.want)
+		}
+	}
+	c, _, err := load(t, setAll(KeyNodes, "5", KeyQuorumGroupSize, "3"))
+	if err != nil || c.QuorumGroupSize != 3 {
+		t.Errorf("set to 3 of 5 nodes: %v, %v", c, err)
 	}
 }

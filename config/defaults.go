@@ -54,6 +54,9 @@ func applyDefaults(c *Config, project, stack string) []string {
 			c.HAMode = HAModeMirrored
 		}
 	}
+	if c.HAMode == HAModeQuorum && c.QuorumGroupSize == 0 {
+		c.QuorumGroupSize = min(c.Nodes, maxQuorumGroupSize)
+	}
 	var warnings []string
 	for i, t := range c.NodeTypes {
 		if t == NodeRAM && c.RAMNodesSupported() {
@@ -63,6 +66,11 @@ func applyDefaults(c *Config, project, stack string) []string {
 	}
 	return warnings
 }
+
+// maxQuorumGroupSize is the default quorum queue size's bound: RabbitMQ does
+// not recommend quorum queues on more than 7 nodes
+// (https://www.rabbitmq.com/docs/quorum-queues#quorum-requirements).
+const maxQuorumGroupSize = 7
 
 // RAMNodesSupported reports whether the image's RabbitMQ can run RAM nodes:
 // Mnesia lines only. 4.3 has Khepri as its only metadata store, measured on

@@ -27,6 +27,7 @@ const (
 	KeyRabbitMQImage    = "rabbitmqImage"
 	KeyHAProxyImage     = "haproxyImage"
 	KeyHAMode           = "haMode"
+	KeyQuorumGroupSize  = "quorumGroupSize"
 	KeyHostIP           = "hostIP"
 	KeyAMQPPort         = "amqpPort"
 	KeyAMQPSPort        = "amqpsPort"
@@ -78,6 +79,7 @@ var Keys = []Key{
 	{KeyRabbitMQImage, "string", DefaultRabbitMQImage, false, "RabbitMQ image with the official image's contract. Its tag's major.minor drives HA-mode and upgrade validation."},
 	{KeyHAProxyImage, "string", DefaultHAProxyImage, false, "HAProxy image with the official image's contract."},
 	{KeyHAMode, "string", "", false, "quorum (quorum queues by default, RabbitMQ 3.13+ and 4.x) or mirrored (the ha-all policy, 3.x only). Default: quorum, or mirrored for an image tag older than 3.13."},
+	{KeyQuorumGroupSize, "integer", "0", false, "haMode quorum: the members every quorum queue keeps (the policy's target-group-size): odd, 1 to nodes. RabbitMQ grows queues to it after a scale-up or a node back on an empty volume, and a scale-down moves the leaving nodes' members first. 0: nodes, at most 7 (RabbitMQ advises no more)."},
 	{KeyHostIP, "string", DefaultHostIP, false, "Host address every published port binds to."},
 	{KeyAMQPPort, "integer", "56729", false, "Host port of AMQP through HAProxy."},
 	{KeyAMQPSPort, "integer", "56671", false, "Host port of AMQPS (TLS terminated at HAProxy)."},

@@ -55,12 +55,13 @@ func (m MapSource) Secret(key string) bool { return m.Secrets[key] }
 func Load(src Source, project, stack string) (*Config, []string, error) {
 	p := parser{src: src}
 	c := &Config{
-		Prefix:        p.str(KeyPrefix),
-		Nodes:         p.integer(KeyNodes),
-		NodeTypes:     p.list(KeyNodeTypes),
-		RabbitMQImage: p.str(KeyRabbitMQImage),
-		HAProxyImage:  p.str(KeyHAProxyImage),
-		HAMode:        p.str(KeyHAMode),
+		Prefix:          p.str(KeyPrefix),
+		Nodes:           p.integer(KeyNodes),
+		NodeTypes:       p.list(KeyNodeTypes),
+		RabbitMQImage:   p.str(KeyRabbitMQImage),
+		HAProxyImage:    p.str(KeyHAProxyImage),
+		HAMode:          p.str(KeyHAMode),
+		QuorumGroupSize: p.integer(KeyQuorumGroupSize),
 		Ports: Ports{
 			AMQP:         p.integer(KeyAMQPPort),
 			AMQPS:        p.integer(KeyAMQPSPort),

@@ -99,6 +99,7 @@ func (c *Config) validate() []*FieldError {
 		v.fail(KeyHAMode, q(c.HAMode), "is not a known HA mode, use mirrored or quorum")
 	}
 
+	c.validateQuorumGroupSize(&v)
 	c.validatePorts(&v)
 
 	if c.MemoryLimitMB < minMemoryMB {
@@ -280,4 +281,22 @@ type validator struct{ errs []*FieldError }
 
 func (v *validator) fail(key, value, rule string) {
 	v.errs = append(v.errs, &FieldError{key, value, rule})
+}
+
+// validateQuorumGroupSize: the quorum queue size is an odd count of nodes
+// the cluster has. Set with haMode mirrored, it would silently do nothing.
+func (c *Config) validateQuorumGroupSize(v *validator) {
+	n := c.QuorumGroupSize
+	switch {
+	case c.Nodes < 1 || c.Nodes > MaxNodes || c.Nodes%2 == 0:
+		// nodes itself is reported; a size is checked against a valid count.
+	case c.HAMode != HAModeQuorum:
+		if n != 0 {
+			v.fail(KeyQuorumGroupSize, strconv.Itoa(n), fmt.Sprintf("applies to haMode quorum only, and haMode is %s", c.HAMode))
+		}
+	case n < 1 || n > c.Nodes:
+		v.fail(KeyQuorumGroupSize, strconv.Itoa(n), fmt.Sprintf("is out of range, 1 to nodes (%d)", c.Nodes))
+	case n%2 == 0:
+		v.fail(KeyQuorumGroupSize, strconv.Itoa(n), "is not allowed, an odd count keeps a majority when a minority of members fails")
+	}
 }

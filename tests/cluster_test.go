@@ -87,7 +87,7 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 		t.Errorf("users = %q, want %s and no guest", users, cfg.AdminUser)
 	}
 
-	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(config.HAModeMirrored).DefinitionJSON())
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(cfg).DefinitionJSON())
 	admin := func(i int) string {
 		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
 	}

@@ -8,7 +8,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
-	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 )
 
 // TestIntegrationForceBoot runs docs/RUNBOOK.md's "The whole cluster went
@@ -31,7 +30,7 @@ func TestIntegrationForceBoot(t *testing.T) {
 	node := func(i int) string { return cfg.NodeName(i) }
 	WaitRunning(t, node(0), 3, time.Minute)
 
-	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(config.HAModeMirrored).DefinitionJSON())
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(cfg).DefinitionJSON())
 	admin := func(i int) string {
 		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
 	}

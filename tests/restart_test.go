@@ -84,7 +84,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
 			startCluster(t, cfg, line.Image)
 			WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
-			policy := components.PolicyFor(cfg.HAMode)
+			policy := components.PolicyFor(cfg)
 			MustDocker(t, "exec", cfg.NodeName(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", policy.ApplyTo,
 				policy.Name, policy.Pattern, policy.DefinitionJSON())
 			endpoints := components.EndpointsOf(cfg)
