@@ -27,6 +27,9 @@ type BrokerArgs struct {
 	ManagementURL pulumi.StringInput
 	// DependsOn are the healthy nodes and HAProxy.
 	DependsOn []pulumi.Resource
+	// PolicyHooks are bound to the HA policies (the quorum queues settle
+	// after a new target size).
+	PolicyHooks *pulumi.ResourceHookBinding
 }
 
 // Broker is the broker's settings, through the management API: vhosts,
@@ -69,7 +72,7 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 		vhosts[v] = vh.Name
 	}
 	for _, v := range vhostsOf(cfg) {
-		if err := newPolicy(ctx, name, cfg, v, vhosts[v], with); err != nil {
+		if err := newPolicy(ctx, name, cfg, v, vhosts[v], append(with, pulumi.ResourceHooks(args.PolicyHooks))); err != nil {
 			return nil, err
 		}
 	}

@@ -75,6 +75,7 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 		Config:        cfg,
 		ManagementURL: pulumi.String(e.Management),
 		DependsOn:     append(containerResources(nodes.Containers), lb.Container),
+		PolicyHooks:   hooks.policy,
 	}, parent)
 	if err != nil {
 		return nil, err

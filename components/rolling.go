@@ -20,6 +20,10 @@ const (
 	// before it counts as removed rather than being replaced. Pulumi starts
 	// a replacement's create right after its delete.
 	rollingGrace = 5 * time.Second
+	// settleWait bounds the wait for reconciliation to grow the quorum
+	// queues after a scale change, before their leaders are rebalanced:
+	// it acts 10 s after a node joins or the policy changes.
+	settleWait = 90 * time.Second
 )
 
 // rollingHooks binds the rolling replacement gate to the containers: the
@@ -30,12 +34,15 @@ const (
 type rollingHooks struct {
 	node    *pulumi.ResourceHookBinding
 	haproxy *pulumi.ResourceHookBinding
+	// policy settles the quorum queues after the policy's target size
+	// changed: a scale, or a new quorumGroupSize.
+	policy *pulumi.ResourceHookBinding
 }
 
 // newRollingHooks registers the hooks. Without an engine (rollingReplace
 // off) it returns empty bindings: nodes are then replaced all at once.
 func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Engine) (*rollingHooks, error) {
-	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, haproxy: &pulumi.ResourceHookBinding{}}
+	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, haproxy: &pulumi.ResourceHookBinding{}, policy: &pulumi.ResourceHookBinding{}}
 	if engine == nil {
 		return h, nil
 	}
@@ -51,6 +58,8 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 		Log: func(msg string) {
 			_ = ctx.Log.Info("rolling replacement: "+msg, nil)
 		},
+		QuorumGroupSize: cfg.QuorumGroupSize,
+		VHosts:          vhostsOf(cfg),
 	})
 	name := func(args *pulumi.ResourceHookArgs) string {
 		if n, ok := stringProp(args.OldOutputs, "name"); ok {
@@ -70,7 +79,28 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 		return nil, err
 	}
 	afterDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-after-delete", func(args *pulumi.ResourceHookArgs) error {
-		gate.AfterDelete(name(args))
+		n := name(args)
+		gate.AfterDelete(n)
+		if gate.Leaving(n) {
+			gate.Settle(context.Background(), settleWait)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Docker reported the container healthy before this runs.
+	afterCreate, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-after-create", func(args *pulumi.ResourceHookArgs) error {
+		if gate.Replaced(name(args)) {
+			gate.Settle(context.Background(), settleWait)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	policyUpdated, err := ctx.RegisterResourceHook(cfg.Prefix+"-policy-after-update", func(*pulumi.ResourceHookArgs) error {
+		gate.Settle(context.Background(), settleWait)
 		return nil
 	}, nil)
 	if err != nil {
@@ -95,7 +125,9 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 		BeforeDelete: []*pulumi.ResourceHook{beforeDelete},
 		AfterDelete:  []*pulumi.ResourceHook{afterDelete},
 		BeforeCreate: []*pulumi.ResourceHook{beforeCreate},
+		AfterCreate:  []*pulumi.ResourceHook{afterCreate},
 	}
+	h.policy = &pulumi.ResourceHookBinding{AfterUpdate: []*pulumi.ResourceHook{policyUpdated}}
 	h.haproxy = &pulumi.ResourceHookBinding{BeforeDelete: []*pulumi.ResourceHook{haproxyDelete}}
 	return h, nil
 }

@@ -61,6 +61,12 @@ type Settings struct {
 	Poll time.Duration
 	// Log reports each decision.
 	Log func(string)
+	// QuorumGroupSize is the member count quorum queues are kept at; 0
+	// (mirrored queues) leaves membership alone.
+	QuorumGroupSize int
+	// VHosts are the configured vhosts, whose quorum queues' membership
+	// follows a scale change.
+	VHosts []string
 }
 
 // Gate orders the deletion of node containers.
@@ -149,6 +155,13 @@ func (g *Gate) BeforeDelete(ctx context.Context, name string) error {
 	if waited := time.Since(start).Round(100 * time.Millisecond); waited > 0 {
 		g.s.Log(fmt.Sprintf("%s: the other nodes are healthy (waited %s)", name, waited))
 	}
+	if g.s.QuorumGroupSize > 0 && len(g.s.Nodes) > 0 && !slices.Contains(g.s.Nodes, name) {
+		// A scale-down: the node leaves for good. Every configured node
+		// was just found healthy.
+		if err := g.handOverMembers(ctx, name, g.s.Nodes[0]); err != nil {
+			return fmt.Errorf("rolling replacement: %s leaves the cluster, but its quorum queue members could not be moved, so it is left running: %w", name, err)
+		}
+	}
 	switch {
 	case !self.Healthy():
 		g.s.Log(name + ": not healthy, so not drained; stopping it")
@@ -207,6 +220,18 @@ func (g *Gate) AfterDelete(name string) {
 	defer g.mu.Unlock()
 	g.deleted[name] = time.Now()
 }
+
+// Replaced reports whether the gate let name go in this run: a node
+// container created after that is its replacement.
+func (g *Gate) Replaced(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.stopped[name]
+	return ok
+}
+
+// Leaving reports whether name is not a configured node: a scale-down's.
+func (g *Gate) Leaving(name string) bool { return !slices.Contains(g.s.Nodes, name) }
 
 // BeforeCreate runs before a node container is created.
 func (g *Gate) BeforeCreate(name string) {
