@@ -1,0 +1,83 @@
+package tests
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+)
+
+// TestIntegrationFeatureFlags: once every node is up, every stable feature
+// flag is enabled, as the RabbitMQ cluster operator's
+// autoEnableAllFeatureFlags does, so the next upgrade is possible. The nodes
+// boot with RABBITMQ_FEATURE_FLAGS naming one flag, so each starts as a
+// cluster upgraded from an older version does: its newer stable flags off
+// (on 4.3.6, rabbitmq_4.3.0 and four more). Without the cluster script's
+// step they would stay off.
+func TestIntegrationFeatureFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
+	}
+	for _, line := range Lines {
+		t.Run(line.Name, func(t *testing.T) {
+			RequireImages(t, line.Image)
+			cfg := line.Config(t, "rmqha-it-flags", 234, 48300, nil)
+			RemoveStack(t, cfg.Prefix)
+			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+			CreateNetwork(t, cfg)
+			var wg sync.WaitGroup
+			for i := range cfg.Nodes {
+				spec, err := components.NodeSpec(cfg, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec.Env["RABBITMQ_FEATURE_FLAGS"] = "quorum_queue"
+				RunSpec(t, spec, line.Image, cfg.Prefix)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					WaitHealthy(t, spec.Name, 3*time.Minute)
+				}()
+			}
+			wg.Wait()
+			WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
+			start := time.Now()
+			for i := range cfg.Nodes {
+				var off []string
+				for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
+					off = disabledStableFlags(t, cfg.NodeName(i))
+					if len(off) == 0 || time.Now().After(deadline) {
+						break
+					}
+				}
+				if len(off) > 0 {
+					t.Errorf("node %d: stable feature flags still disabled a minute after the cluster formed: %v\n%s", i, off, Logs(t, cfg.NodeName(i)))
+				}
+			}
+			t.Logf("every stable feature flag enabled on %d nodes, %s after the cluster formed", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
+			if logs := Logs(t, cfg.NodeName(0)) + Logs(t, cfg.NodeName(1)) + Logs(t, cfg.NodeName(2)); !strings.Contains(logs, "feature flags: every stable flag is enabled") {
+				t.Errorf("no node logged enabling the flags:\n%s", logs)
+			}
+		})
+	}
+}
+
+// disabledStableFlags reads rabbitmqctl list_feature_flags on a node.
+func disabledStableFlags(t *testing.T, container string) []string {
+	t.Helper()
+	raw := MustDocker(t, "exec", container, "rabbitmqctl", "-q", "list_feature_flags", "name", "state", "stability", "--formatter", "json")
+	var flags []struct{ Name, State, Stability string }
+	if i := strings.Index(raw, "["); i < 0 || json.Unmarshal([]byte(raw[i:]), &flags) != nil || len(flags) == 0 {
+		t.Fatalf("list_feature_flags on %s: %q", container, raw)
+	}
+	var off []string
+	for _, f := range flags {
+		if f.Stability == "stable" && f.State != "enabled" {
+			off = append(off, f.Name)
+		}
+	}
+	return off
+}
