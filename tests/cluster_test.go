@@ -48,27 +48,40 @@ func runNode(t *testing.T, cfg *config.Config, i int, image string) {
 }
 
 // TestIntegrationClusterLifecycle forms a 3-node cluster from the stack's
-// own specs (rendered rabbitmq.conf, cluster script, cookie handling) and
-// checks restarts, re-creation on the same volume and on a fresh volume.
+// own specs (rendered rabbitmq.conf, cluster script, cookie handling) on
+// every supported line, and checks restarts, re-creation on the same volume
+// and on a fresh volume, and the drain. Node 2 is a RAM node where the line
+// has RAM nodes (Mnesia).
 func TestIntegrationClusterLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
-	RequireImages(t, RabbitMQ3Image)
-	cfg := TestConfig(t, "rmqha-it-cluster", RabbitMQ3Image, "10.231.1.0/24", 47100, map[string]string{
-		config.KeyNodeTypes: `["disc","disc","ram"]`,
-	})
+	for _, line := range Lines {
+		t.Run(line.Name, func(t *testing.T) { clusterLifecycle(t, line) })
+	}
+}
+
+func clusterLifecycle(t *testing.T, line Line) {
+	RequireImages(t, line.Image)
+	cfg := line.Config(t, "rmqha-it-cluster", 237, 49400, nil)
+	ram := cfg.RAMNodesSupported()
+	if ram {
+		cfg = line.Config(t, "rmqha-it-cluster", 237, 49400, map[string]string{config.KeyNodeTypes: `["disc","disc","ram"]`})
+	}
 	RemoveStack(t, cfg.Prefix)
 	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
 
 	start := time.Now()
-	startCluster(t, cfg, RabbitMQ3Image)
+	startCluster(t, cfg, line.Image)
 	t.Logf("3 nodes healthy after %s", time.Since(start).Round(100*time.Millisecond))
 
 	node := func(i int) string { return cfg.NodeName(i) }
 	s := WaitRunning(t, node(0), 3, time.Minute)
-	if len(s.RAMNodes) != 1 || s.RAMNodes[0] != cfg.ErlangNodeName(2) {
+	if ram && (len(s.RAMNodes) != 1 || s.RAMNodes[0] != cfg.ErlangNodeName(2)) {
 		t.Errorf("ram nodes = %v, want [%s]", s.RAMNodes, cfg.ErlangNodeName(2))
+	}
+	if !ram && len(s.RAMNodes) != 0 {
+		t.Errorf("ram nodes = %v on a line without them", s.RAMNodes)
 	}
 
 	// The cookie is a file only rabbitmq can read, and the uploaded copy is root's alone.
@@ -87,7 +100,8 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 		t.Errorf("users = %q, want %s and no guest", users, cfg.AdminUser)
 	}
 
-	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(cfg).DefinitionJSON())
+	p := components.PolicyFor(cfg)
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 	admin := func(i int) string {
 		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
 	}
@@ -110,7 +124,7 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 
 	// 2. Re-created on its volume: rejoins without a reset.
 	MustDocker(t, "rm", "-f", node(1))
-	runNode(t, cfg, 1, RabbitMQ3Image)
+	runNode(t, cfg, 1, line.Image)
 	if logs := Logs(t, node(1)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 		t.Errorf("node 1 re-created on its volume, want existing data and no join:\n%s", logs)
 	}
@@ -120,7 +134,7 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	// 3. Back without its data while the cluster remembers it: forgotten, then joined.
 	MustDocker(t, "rm", "-f", node(1))
 	MustDocker(t, "volume", "rm", components.VolumeName(cfg, 1))
-	runNode(t, cfg, 1, RabbitMQ3Image)
+	runNode(t, cfg, 1, line.Image)
 	if logs := Logs(t, node(1)); !strings.Contains(logs, "it was forgotten there") {
 		t.Errorf("node 1 on a fresh volume, want it forgotten and rejoined:\n%s", logs)
 	}
@@ -130,10 +144,10 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	// 4. Drained as the rolling replacement does it, through the Docker API:
 	// the node stops taking clients and fails its health check, the queue
 	// stays whole on the others, and a restart brings it back into service.
-	testDrain(t, cfg, 2, admin, queue, n)
+	testDrain(t, cfg, line, 2, admin, queue, n)
 }
 
-func testDrain(t *testing.T, cfg *config.Config, i int, admin func(int) string, queue string, n int) {
+func testDrain(t *testing.T, cfg *config.Config, line Line, i int, admin func(int) string, queue string, n int) {
 	t.Helper()
 	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
 	if err != nil {
@@ -145,8 +159,8 @@ func testDrain(t *testing.T, cfg *config.Config, i int, admin func(int) string, 
 	if err != nil || !before.Healthy() {
 		t.Fatalf("inspect %s = %+v, %v; want healthy", name, before, err)
 	}
-	if v, _ := before.EnvValue("RABBITMQ_VERSION"); config.ParseVersion(v) != config.ImageVersion(RabbitMQ3Image) {
-		t.Errorf("RABBITMQ_VERSION = %q, want the %s series", v, config.ImageVersion(RabbitMQ3Image))
+	if v, _ := before.EnvValue("RABBITMQ_VERSION"); config.ParseVersion(v) != config.ImageVersion(line.Image) {
+		t.Errorf("RABBITMQ_VERSION = %q, want the %s series", v, config.ImageVersion(line.Image))
 	}
 	if missing, err := docker.Inspect(ctx, cfg.Prefix+"-no-such-node"); err != nil || missing.Exists {
 		t.Errorf("inspect of a missing container = %+v, %v", missing, err)

@@ -23,29 +23,40 @@ import (
 // a node is replaced: the failover target of the benchmarks.
 const failoverBudget = 5 * time.Second
 
-// TestIntegrationE2ERolling changes something that re-creates every node
-// (an image of the same RabbitMQ with another label) and runs `pulumi up`
-// while a publisher with confirms runs through HAProxy. The nodes must go
-// one at a time: at every moment at least N-1 run, no confirmed message is
-// lost, and publishing resumes within the failover budget. It also checks the
-// version guard: a 3.10 to 4.0 image change is refused before anything
-// changes.
+// TestIntegrationE2ERolling, on every supported line, changes something
+// that re-creates every node (an image of the same RabbitMQ with another
+// label) and runs `pulumi up` while a publisher with confirms runs through
+// HAProxy. The nodes must go one at a time: at every moment at least N-1
+// run, no confirmed message is lost, and publishing resumes within the
+// failover budget. It also checks the version guard: an image change off
+// RabbitMQ's upgrade matrix (the next line's image, or for the newest line
+// the previous one, a downgrade) is refused before anything changes.
 func TestIntegrationE2ERolling(t *testing.T) {
-	const prefix, nodes = "rmqha-roll", 3
-	s := startE2E(t, "e2e-rolling", prefix, RabbitMQ3Image, "10.231.5.0/24", 47500, nil, nil)
+	for i, line := range Lines {
+		refused := Lines[(i+1)%len(Lines)]
+		if i == len(Lines)-1 {
+			refused = Lines[i-1]
+		}
+		t.Run(line.Name, func(t *testing.T) { e2eRolling(t, line, refused.Image) })
+	}
+}
+
+func e2eRolling(t *testing.T, line Line, refused string) {
+	const nodes = 3
+	prefix := "rmqha-roll-" + strings.ReplaceAll(line.Name, ".", "")
+	s := startE2E(t, "e2e-rolling-"+line.Name, prefix, line, fmt.Sprintf("10.236.%d.0/24", line.Net), 49000+100*line.Net, nil, nil)
 	res := s.up(t)
 	WaitRunning(t, prefix+"-node-0", nodes, time.Minute)
 	ctx := context.Background()
 
-	// The version guard: 3.10 nodes cannot go to 4.0 in place.
-	setConfig(t, s, "rabbitmqImage", RabbitMQ4Image)
+	// The version guard.
+	setConfig(t, s, "rabbitmqImage", refused)
 	_, err := s.Preview(ctx, optpreview.Diff())
-	if err == nil || !strings.Contains(err.Error(), `rabbitmqImage: "`+RabbitMQ4Image+`" is not an in-place upgrade RabbitMQ supports`) ||
-		!strings.Contains(err.Error(), "allowUnsupportedUpgrade") {
-		t.Fatalf("a 3.10 to 4.0 preview: err = %v, want the version guard's refusal", err)
+	if err == nil || !strings.Contains(err.Error(), `rabbitmqImage: "`+refused+`"`) || !strings.Contains(err.Error(), "allowUnsupportedUpgrade") {
+		t.Fatalf("a %s to %s preview: err = %v, want the version guard's refusal", line.Image, refused, err)
 	}
 
-	image := RelabelImage(t, RabbitMQ3Image, RabbitMQ3Image+"-rolling")
+	image := RelabelImage(t, line.Image, line.Image+"-rolling")
 	setConfig(t, s, "rabbitmqImage", image)
 
 	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
