@@ -8,35 +8,50 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 )
 
 // TestIntegrationForceBoot runs docs/RUNBOOK.md's "The whole cluster went
-// down" with the worst ending: every node stops, and the node that stopped
-// last is gone for good with its volume. A survivor then waits for it
-// (RabbitMQ's Mnesia table wait); the runbook's force_boot commands bring the
-// survivor up alone, the other survivor follows, the lost node comes back
-// on a fresh volume as "A node lost its volume" says. The quorum queue keeps
-// every message; the classic mirrored queue is lost with the last node, as
-// RabbitMQ documents and the runbook warns.
+// down" with the worst ending, on every line: every node stops, and the node
+// that stopped last is gone for good with its volume.
+//   - Mnesia (3.10, 4.0): a survivor waits for it (Mnesia's table wait); the
+//     runbook's force_boot commands bring the survivor up alone, and the
+//     other survivor follows.
+//   - Khepri (4.3): the two survivors are a majority; started together they
+//     serve, with no force_boot.
+//
+// Then the lost node comes back on a fresh volume as "A node lost its
+// volume" says. The quorum queue keeps every message; the classic mirrored
+// queue of 3.10 is lost with the last node, as RabbitMQ documents and the
+// runbook warns; an unreplicated classic queue lives on with its node.
 func TestIntegrationForceBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
-	RequireImages(t, RabbitMQ3Image)
-	cfg := TestConfig(t, "rmqha-it-force", RabbitMQ3Image, "10.231.6.0/24", 47600, nil)
+	for _, line := range Lines {
+		t.Run(line.Name, func(t *testing.T) { forceBoot(t, line) })
+	}
+}
+
+func forceBoot(t *testing.T, line Line) {
+	RequireImages(t, line.Image)
+	cfg := line.Config(t, "rmqha-it-force", 238, 49700, nil)
 	RemoveStack(t, cfg.Prefix)
 	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
-	startCluster(t, cfg, RabbitMQ3Image)
+	startCluster(t, cfg, line.Image)
 	node := func(i int) string { return cfg.NodeName(i) }
 	WaitRunning(t, node(0), 3, time.Minute)
 
-	MustDocker(t, "exec", node(0), "rabbitmqctl", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(cfg).DefinitionJSON())
+	p := components.PolicyFor(cfg)
+	MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 	admin := func(i int) string {
 		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
 	}
-	const mirrored, quorum, n = "it-force-mirrored", "it-force-quorum", 100
+	// classic is mirrored by ha-all on the mirrored line, and a plain,
+	// unreplicated classic queue on node 1 on the quorum lines.
+	const classic, quorum, n = "it-force-classic", "it-force-quorum", 100
 	conn := Dial(t, admin(1), nil, 30*time.Second)
-	for q, args := range map[string]amqp.Table{mirrored: nil, quorum: {"x-queue-type": "quorum"}} {
+	for q, args := range map[string]amqp.Table{classic: {"x-queue-type": "classic"}, quorum: {"x-queue-type": "quorum"}} {
 		if got := PublishConfirmed(t, conn, q, n, args); got != n {
 			t.Fatalf("%s: confirmed %d of %d", q, got, n)
 		}
@@ -50,7 +65,56 @@ func TestIntegrationForceBoot(t *testing.T) {
 	MustDocker(t, "rm", node(0))
 	MustDocker(t, "volume", "rm", components.VolumeName(cfg, 0))
 
-	// Node 1 waits for node 0, the last to stop.
+	if cfg.Khepri() {
+		// Khepri: the two survivors are a majority of its Raft members.
+		// Started together, they serve with no force_boot (there is none).
+		start := time.Now()
+		MustDocker(t, "start", node(1), node(2))
+		WaitHealthy(t, node(1), 3*time.Minute)
+		WaitHealthy(t, node(2), 3*time.Minute)
+		t.Logf("Khepri: the 2 survivors healthy %s after docker start, with no force_boot", time.Since(start).Round(100*time.Millisecond))
+	} else {
+		mnesiaForceBoot(t, cfg, line)
+	}
+	// Two of the quorum queue's three members are back: it serves.
+	expectDepth(t, admin(1), quorum, n)
+
+	// Node 0 comes back on a fresh volume: forgotten by the survivors, then
+	// joined again.
+	runNode(t, cfg, 0, line.Image)
+	if logs := Logs(t, node(0)); !strings.Contains(logs, "forgotten") {
+		t.Errorf("node 0 on a fresh volume, want it forgotten and joined again:\n%s", logs)
+	}
+	WaitRunning(t, node(1), 3, time.Minute)
+	expectDepth(t, admin(0), quorum, n)
+	expectDepth(t, admin(2), quorum, n)
+
+	if cfg.HAMode == config.HAModeQuorum {
+		// An unreplicated classic queue lives and dies with its node: node 1
+		// survived, so it is whole.
+		expectDepth(t, admin(2), classic, n)
+		return
+	}
+	// A classic mirrored queue's leader moves to the last node to stop (its
+	// mirrors stopped first), and a mirror drops its copy when it restarts:
+	// with that node lost, forgetting it deletes the queue. The runbook says
+	// so; this checks that it is still true.
+	c := Dial(t, admin(2), nil, 30*time.Second)
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclarePassive(classic, true, false, false, false, nil); err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
+		t.Errorf("the mirrored queue after its last node was lost: err = %v, want NOT_FOUND (see docs/RUNBOOK.md)", err)
+	}
+}
+
+// mnesiaForceBoot: node 1 waits for node 0, the last to stop; the runbook's
+// force_boot commands bring it up alone, and node 2 (stopped before it)
+// boots from it.
+func mnesiaForceBoot(t *testing.T, cfg *config.Config, line Line) {
+	node := cfg.NodeName
 	MustDocker(t, "start", node(1))
 	for deadline := time.Now().Add(time.Minute); !strings.Contains(MustDocker(t, "logs", node(1)), "Waiting for Mnesia tables"); time.Sleep(time.Second) {
 		if time.Now().After(deadline) {
@@ -69,37 +133,11 @@ func TestIntegrationForceBoot(t *testing.T) {
 	step("docker stop", "stop", node(1))
 	step("force_boot", "run", "--rm", "--user", "rabbitmq", "--hostname", node(1),
 		"-v", components.VolumeName(cfg, 1)+":/var/lib/rabbitmq", "--entrypoint", "rabbitmqctl",
-		RabbitMQ3Image, "force_boot")
+		line.Image, "force_boot")
 	step("docker start", "start", node(1))
 	WaitHealthy(t, node(1), 2*time.Minute)
 	t.Logf("force_boot: node 1 healthy %s after the runbook's commands began", time.Since(start).Round(100*time.Millisecond))
-	// Two of the quorum queue's three members are back: it serves.
-	expectDepth(t, admin(1), quorum, n)
 
-	// Node 2 stopped before node 1, so it boots from node 1.
 	MustDocker(t, "start", node(2))
 	WaitHealthy(t, node(2), 2*time.Minute)
-
-	// Node 0 comes back on a fresh volume: forgotten by the survivors, then
-	// joined again, and its mirror synchronises.
-	runNode(t, cfg, 0, RabbitMQ3Image)
-	if logs := Logs(t, node(0)); !strings.Contains(logs, "forgotten") {
-		t.Errorf("node 0 on a fresh volume, want it forgotten and joined again:\n%s", logs)
-	}
-	WaitRunning(t, node(1), 3, time.Minute)
-	expectDepth(t, admin(0), quorum, n)
-	expectDepth(t, admin(2), quorum, n)
-	// A classic mirrored queue's leader moves to the last node to stop (its
-	// mirrors stopped first), and a mirror drops its copy when it restarts:
-	// with that node lost, forgetting it deletes the queue. The runbook says
-	// so; this checks that it is still true.
-	c := Dial(t, admin(2), nil, 30*time.Second)
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclarePassive(mirrored, true, false, false, false, nil); err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
-		t.Errorf("the mirrored queue after its last node was lost: err = %v, want NOT_FOUND (see docs/RUNBOOK.md)", err)
-	}
 }
