@@ -231,7 +231,7 @@ func e2eMain(t *testing.T, line Line) {
 		MustDocker(t, "start", victim)
 		WaitHealthy(t, victim, 3*time.Minute)
 		WaitRunning(t, prefix+"-node-2", 3, 2*time.Minute)
-		if logs := Logs(t, victim); strings.Contains(logs, "joining") {
+		if logs := LastBoot(Logs(t, victim)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s joined again after a restart (a reset):\n%s", victim, logs)
 		}
 	}
@@ -323,7 +323,7 @@ func e2eMain(t *testing.T, line Line) {
 		}
 		s.up(t)
 		WaitHealthy(t, drift.node, 3*time.Minute)
-		if logs := Logs(t, drift.node); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+		if logs := LastBoot(Logs(t, drift.node)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s after docker %s, refresh and up, want its existing data and no join:\n%s", drift.node, drift.how, logs)
 		}
 		WaitRunning(t, nodeNames[0], 3, 2*time.Minute)

@@ -18,19 +18,26 @@ import (
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 )
 
-// TestIntegrationHAProxy runs the rendered haproxy.cfg in the local HAProxy
-// image in front of a real 3-node cluster: AMQP and verified AMQPS reach the
-// cluster, the stats page needs its password, and a killed node is marked
-// down with its clients' sessions shut at once.
+// TestIntegrationHAProxy runs the rendered haproxy.cfg in each line's local
+// HAProxy image (2.6, 3.0, 3.2) in front of a real 3-node cluster of that
+// line: AMQP and verified AMQPS reach the cluster, the stats page needs its
+// password, and a killed node is marked down with its clients' sessions
+// shut at once.
 func TestIntegrationHAProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
 	}
-	RequireImages(t, RabbitMQ3Image, HAProxyImage)
-	cfg := TestConfig(t, "rmqha-it-haproxy", RabbitMQ3Image, "10.231.3.0/24", 47300, nil)
+	for _, line := range Lines {
+		t.Run(line.Name, func(t *testing.T) { haproxyInFront(t, line) })
+	}
+}
+
+func haproxyInFront(t *testing.T, line Line) {
+	RequireImages(t, line.Image, line.HAProxy)
+	cfg := line.Config(t, "rmqha-it-haproxy", 239, 50000, nil)
 	RemoveStack(t, cfg.Prefix)
 	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
-	startCluster(t, cfg, RabbitMQ3Image)
+	startCluster(t, cfg, line.Image)
 
 	pki, err := testpki.New()
 	if err != nil {
@@ -41,7 +48,7 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	RunSpec(t, spec, HAProxyImage, cfg.Prefix)
+	RunSpec(t, spec, line.HAProxy, cfg.Prefix)
 	WaitHealthy(t, spec.Name, time.Minute)
 	e := components.EndpointsOf(cfg)
 	admin := func(u string) string { return WithUser(u, cfg.AdminUser, TestAdminPassword) }
@@ -171,7 +178,7 @@ func installConfig(t *testing.T, cfg *config.Config, bundle string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	RunJob(t, job, HAProxyImage, cfg.Prefix)
+	RunJob(t, job, cfg.HAProxyImage, cfg.Prefix)
 }
 
 // testCertReload installs a new certificate bundle (through the config job,

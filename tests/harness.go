@@ -273,6 +273,16 @@ func WaitHealthy(t testing.TB, name string, timeout time.Duration) time.Duration
 	return 0
 }
 
+// LastBoot is the part of a node's log from its last boot on: a restarted
+// container's log holds every boot, and only the last one tells what the
+// restart did.
+func LastBoot(logs string) string {
+	if i := strings.LastIndex(logs, "starting RabbitMQ"); i >= 0 {
+		return logs[i:]
+	}
+	return logs
+}
+
 // Logs returns a container's log lines written by the cluster script.
 func Logs(t testing.TB, name string) string {
 	t.Helper()
