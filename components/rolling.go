@@ -81,7 +81,8 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 	afterDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-after-delete", func(args *pulumi.ResourceHookArgs) error {
 		n := name(args)
 		gate.AfterDelete(n)
-		if gate.Leaving(n) {
+		// The last node of a scale-down: the leaders settle once.
+		if gate.Leaving(n) && gate.Idle() {
 			gate.Settle(context.Background(), settleWait)
 		}
 		return nil
@@ -89,9 +90,10 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 	if err != nil {
 		return nil, err
 	}
-	// Docker reported the container healthy before this runs.
+	// Docker reported the container healthy before this runs. After the last
+	// node of a rolling replacement, the leaders settle once.
 	afterCreate, err := ctx.RegisterResourceHook(cfg.Prefix+"-node-after-create", func(args *pulumi.ResourceHookArgs) error {
-		if gate.Replaced(name(args)) {
+		if gate.AfterCreate(name(args)) {
 			gate.Settle(context.Background(), settleWait)
 		}
 		return nil

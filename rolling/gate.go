@@ -86,6 +86,11 @@ type Gate struct {
 	// create of that node has started since.
 	deleted  map[string]time.Time
 	creating map[string]bool
+	// created holds the nodes the gate let go whose replacement is up.
+	created map[string]bool
+	// pending counts the deletions inside BeforeDelete: waiting for their
+	// turn, or taking it.
+	pending int
 	// unchecked is set when every node goes down at once on purpose: a
 	// destroy, or a change that no two nodes survive together.
 	unchecked string
@@ -101,7 +106,7 @@ func New(engine Engine, s Settings) *Gate {
 	}
 	return &Gate{
 		engine: engine, s: s,
-		stopped: map[string]string{}, deleted: map[string]time.Time{}, creating: map[string]bool{},
+		stopped: map[string]string{}, deleted: map[string]time.Time{}, creating: map[string]bool{}, created: map[string]bool{},
 	}
 }
 
@@ -123,6 +128,14 @@ func (g *Gate) BeforeDelete(ctx context.Context, name string) error {
 	if g.isUnchecked() {
 		return nil
 	}
+	g.mu.Lock()
+	g.pending++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.pending--
+		g.mu.Unlock()
+	}()
 	g.turn.Lock()
 	defer g.turn.Unlock()
 	if g.isUnchecked() {
@@ -221,13 +234,36 @@ func (g *Gate) AfterDelete(name string) {
 	g.deleted[name] = time.Now()
 }
 
-// Replaced reports whether the gate let name go in this run: a node
-// container created after that is its replacement.
-func (g *Gate) Replaced(name string) bool {
+// AfterCreate runs after a node container is created (and healthy), and
+// reports whether it was the last replacement of this run: the gate let it
+// go, and no other node the gate let go, nor any deletion waiting for its
+// turn, is still to come back. Work that follows a whole rolling replacement
+// (the leaders' rebalance) runs then, and never in between: Pulumi starts
+// the next replacement's create only once this hook has returned, and the
+// gate takes a node missing for longer than Grace as removed.
+func (g *Gate) AfterCreate(name string) (last bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_, ok := g.stopped[name]
-	return ok
+	if _, ok := g.stopped[name]; !ok {
+		return false
+	}
+	g.created[name] = true
+	if g.pending > 0 {
+		return false
+	}
+	for n := range g.stopped {
+		if slices.Contains(g.s.Nodes, n) && !g.created[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// Idle reports whether no deletion is inside BeforeDelete.
+func (g *Gate) Idle() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending == 0
 }
 
 // Leaving reports whether name is not a configured node: a scale-down's.

@@ -20,6 +20,9 @@ type world struct {
 	// minHealthy is the fewest healthy configured nodes seen at any change.
 	minHealthy int
 	nodes      []string
+	// lastReplaced are the nodes whose AfterCreate reported the last
+	// replacement of the run.
+	lastReplaced []string
 }
 
 func newWorld(nodes ...string) *world {
@@ -97,6 +100,11 @@ func (w *world) replace(t *testing.T, g *Gate, name string, boot time.Duration) 
 	c.Health = "healthy"
 	w.set(name, c)
 	w.mu.Unlock()
+	if g.AfterCreate(name) {
+		w.mu.Lock()
+		w.lastReplaced = append(w.lastReplaced, name)
+		w.mu.Unlock()
+	}
 	return nil
 }
 
@@ -136,6 +144,11 @@ func TestReplacesOneNodeAtATime(t *testing.T) {
 	slices.Sort(w.drains)
 	if !slices.Equal(w.drains, nodes) {
 		t.Errorf("drained %v, want each node once", w.drains)
+	}
+	// The leaders settle once, after the last node is back: a settle in
+	// between would hold back the next replacement's create.
+	if len(w.lastReplaced) != 1 {
+		t.Errorf("AfterCreate reported the last replacement for %v, want exactly one node", w.lastReplaced)
 	}
 	if joined := strings.Join(logs, "\n"); !strings.Contains(joined, "drained in") {
 		t.Errorf("no drain logged:\n%s", joined)
