@@ -192,7 +192,9 @@ func TestSettleRebalances(t *testing.T) {
 	if !slices.Equal(b.log, []string{"rebalance"}) {
 		t.Errorf("commands %v, want one rebalance", b.log)
 	}
-	if !slices.ContainsFunc(logs, func(s string) bool { return strings.Contains(s, "1 of 1 quorum queues still have fewer than 3 members") }) {
+	if !slices.ContainsFunc(logs, func(s string) bool {
+		return strings.Contains(s, "1 of 1 quorum queues still have fewer than 3 members")
+	}) {
 		t.Errorf("the short queue was not reported: %v", logs)
 	}
 	b.queues = nil
