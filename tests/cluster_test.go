@@ -57,7 +57,7 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
 	for _, line := range Lines {
-		t.Run(line.Name, func(t *testing.T) { clusterLifecycle(t, line) })
+		t.Run(line.Name, func(t *testing.T) { parallelLine(t); clusterLifecycle(t, line) })
 	}
 }
 

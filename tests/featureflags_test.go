@@ -23,6 +23,7 @@ func TestIntegrationFeatureFlags(t *testing.T) {
 	}
 	for _, line := range Lines {
 		t.Run(line.Name, func(t *testing.T) {
+			parallelLine(t)
 			RequireImages(t, line.Image)
 			cfg := line.Config(t, "rmqha-it-flags", 234, 48300, nil)
 			RemoveStack(t, cfg.Prefix)

@@ -56,6 +56,13 @@ var Lines = []Line{
 	{"4.3-quorum", RabbitMQ43Image, config.HAModeQuorum, HAProxy32Image, 2},
 }
 
+// parallelLine runs a line's subtest beside the other lines' (t.Parallel),
+// for the tests whose checks are counts and states, not timings: each line
+// has its own prefix, subnet and ports, so the lines never meet, and CI's
+// run fits its time limit. The tests that check a failover budget or a
+// stall (end to end, rolling, HAProxy) run one line at a time.
+func parallelLine(t *testing.T) { t.Parallel() }
+
 // Config is a loaded test config for the line: prefix-<line>, subnet
 // 10.<octet>.<Net>.0/24, ports from portBase + 100*Net.
 func (l Line) Config(t testing.TB, prefix string, octet, portBase int, extra map[string]string) *config.Config {

@@ -38,7 +38,7 @@ func TestIntegrationQuorumMembership(t *testing.T) {
 		if line.HAMode != config.HAModeQuorum {
 			continue
 		}
-		t.Run(line.Name, func(t *testing.T) { quorumMembership(t, line) })
+		t.Run(line.Name, func(t *testing.T) { parallelLine(t); quorumMembership(t, line) })
 	}
 }
 

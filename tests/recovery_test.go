@@ -29,7 +29,7 @@ func TestIntegrationForceBoot(t *testing.T) {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
 	for _, line := range Lines {
-		t.Run(line.Name, func(t *testing.T) { forceBoot(t, line) })
+		t.Run(line.Name, func(t *testing.T) { parallelLine(t); forceBoot(t, line) })
 	}
 }
 

@@ -78,6 +78,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 	const messages = 500
 	for _, line := range Lines {
 		t.Run(line.Name, func(t *testing.T) {
+			parallelLine(t)
 			RequireImages(t, line.Image)
 			cfg := line.Config(t, "rmqha-it-restart", 232, 47700, nil)
 			RemoveStack(t, cfg.Prefix)
