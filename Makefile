@@ -132,9 +132,10 @@ lint:
 	go vet ./...
 	shellcheck images/build.sh images/*/docker-entrypoint.sh tools/system-deps.sh .ci/run
 
-## bench: the stack against the docker-compose recipe; writes docs/BENCHMARKS.md
+## bench: the stack against the docker-compose recipe and the floor (3 plain docker run), on 3.10 and 4.3 (LINES=...); writes docs/BENCHMARKS.md
+LINES ?= 3.10-mirrored,4.3-quorum
 bench: images $(PULUMI)
-	go run ./bench
+	go run ./bench -lines $(LINES)
 
 ci:
 	bash .ci/run

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -46,14 +48,33 @@ func TestDocumentKeepsNotes(t *testing.T) {
 
 func TestSVGHasBothCharts(t *testing.T) {
 	t.Parallel()
-	r := &report{
-		oursReady: []time.Duration{20 * time.Second}, baselineReady: []time.Duration{40 * time.Second},
-		throughput: []throughput{{Path: "direct to a node", Rate: 1000}, {Path: "HAProxy AMQP", Rate: 900}},
-	}
+	r := &report{lines: []*lineReport{{
+		line:      tests.Lines[2],
+		oursReady: []time.Duration{20 * time.Second}, baselineReady: []time.Duration{40 * time.Second}, floorReady: []time.Duration{8 * time.Second},
+		throughput: []throughput{{Path: "direct to the same node", Rate: 1000}, {Path: "HAProxy AMQP", Rate: 900}},
+	}}}
 	svg := r.svg()
-	for _, want := range []string{"<svg", "time to ready", "throughput", "20.0 s", "40.0 s", "1000.0 msg/s", "</svg>"} {
+	for _, want := range []string{"<svg", "time to ready", "throughput", "20.0 s", "40.0 s", "8.0 s", "4.3 floor", "900.0 msg/s", "</svg>"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("svg lacks %q", want)
+		}
+	}
+}
+
+// TestLinesSideBySide: one column per line, with the ratios to the floor
+// and to the compose recipe computed from the medians.
+func TestLinesSideBySide(t *testing.T) {
+	t.Parallel()
+	s := time.Second
+	r := &report{runs: 3, lines: []*lineReport{
+		{line: tests.Lines[0], oursReady: []time.Duration{30 * s, 36 * s, 33 * s}, baselineReady: []time.Duration{50 * s}, floorReady: []time.Duration{11 * s}},
+		{line: tests.Lines[2], oursReady: []time.Duration{26 * s}, baselineReady: []time.Duration{40 * s}, floorReady: []time.Duration{8 * s}},
+	}}
+	md := r.markdown()
+	for _, want := range []string{"| measure | 3.10-mirrored | 4.3-quorum |", "| rabbitmq-ha / floor | 3.00× | 3.25× |",
+		"| rabbitmq-ha / compose recipe | 0.66× | 0.65× |", "#### 4.3-quorum", "floor: 3 plain `docker run`"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
 }

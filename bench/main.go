@@ -1,7 +1,9 @@
 // Command bench measures the stack against the classic docker-compose recipe
-// (bench/baseline), side by side, on the same local images: time to a ready
+// (bench/baseline) and against the floor (3 plain `docker run` of the same
+// image), side by side, on the same local images, for each line it is given
+// (-lines; 3.10 mirrored and 4.3 quorum by default): time to a ready
 // cluster, a no-change preview, failover, throughput and memory. It prints
-// one table and the machine it ran on, and writes docs/BENCHMARKS.md and a
+// the tables and the machine it ran on, and writes docs/BENCHMARKS.md and a
 // chart. Run it with `make bench`.
 //
 // The Pulumi parts need the provider plugins; without them the bench says so
@@ -17,6 +19,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +35,7 @@ func main() {
 	runs := flag.Int("runs", 3, "time-to-ready runs of each side (the median is reported)")
 	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
+	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of tests.Lines to measure, by name")
 	flag.Parse()
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
@@ -39,36 +43,12 @@ func main() {
 	if err != nil {
 		lg.Fatal(err)
 	}
-
-	lg.Printf("baseline: %d runs of `docker-compose up` until ready", *runs)
-	base := newBaseline(cert)
-	base.down() // whatever an aborted run left behind
-	r.baselineReady = timeReady("baseline", *runs, base.upUntilReady, base.down)
-	lg.Print("baseline: failover")
-	r.baselineFailover = failover(base.endpoints())
-	logTrace("baseline: failover", r.baselineFailover.Trace)
-	base.down()
-
-	ours, skip := newOurs()
-	if skip != "" {
-		lg.Printf("ours: skipped, %s", skip)
-		r.skipped = skip
-	} else {
-		r.oursReady = timeReady("ours", *runs, ours.upUntilReady, ours.destroy)
-		r.preview, r.previewChanges = ours.preview()
-		e := ours.endpoints()
-		lg.Print("ours: memory while idle")
-		r.idleMemory = memory(e.prefix)
-		lg.Printf("ours: throughput, %s each", *duration)
-		r.throughput, r.loadMemory = throughputRuns(e, *duration)
-		lg.Print("ours: failover")
-		r.oursFailover = failover(e)
-		logTrace("ours: failover", r.oursFailover.Trace)
-		lg.Print("ours: rolling replacement of every node under load")
-		r.rolling = ours.rolling(e)
-		logTrace("ours: rolling replacement", r.rolling.Trace)
-		ours.destroy()
-		_, _ = tests.Docker(context.Background(), nil, "rmi", "-f", rollingImage)
+	for _, name := range strings.Split(*names, ",") {
+		i := slices.IndexFunc(tests.Lines, func(l tests.Line) bool { return l.Name == name })
+		if i < 0 {
+			lg.Fatalf("-lines: %q is not a line of tests.Lines", name)
+		}
+		r.lines = append(r.lines, measureLine(tests.Lines[i], cert, *runs, *duration))
 	}
 
 	text := r.markdown()
@@ -84,6 +64,47 @@ func main() {
 	if err := os.WriteFile(doc, []byte(r.document(string(old), text)), 0o644); err != nil {
 		lg.Fatal(err)
 	}
+}
+
+// measureLine runs every measurement of one line: the floor, the compose
+// recipe, then the stack.
+func measureLine(line tests.Line, cert testpki.PKI, runs int, duration time.Duration) *lineReport {
+	r := &lineReport{line: line}
+	lg.Printf("%s floor: %d runs of 3 plain `docker run` until each accepts AMQP", line.Name, runs)
+	r.floorReady = timeReady(line.Name+" floor", runs, func() (time.Duration, error) { return floor(line) }, floorDown)
+	floorDown()
+
+	lg.Printf("%s baseline: %d runs of `docker-compose up` until ready", line.Name, runs)
+	base := newBaseline(cert, line)
+	base.down() // whatever an aborted run left behind
+	r.baselineReady = timeReady(line.Name+" baseline", runs, base.upUntilReady, base.down)
+	lg.Printf("%s baseline: failover", line.Name)
+	r.baselineFailover = failover(base.endpoints())
+	logTrace(line.Name+" baseline: failover", r.baselineFailover.Trace)
+	base.down()
+
+	ours, skip := newOurs(line)
+	if skip != "" {
+		lg.Printf("%s ours: skipped, %s", line.Name, skip)
+		r.skipped = skip
+		return r
+	}
+	r.oursReady = timeReady(line.Name+" ours", runs, ours.upUntilReady, ours.destroy)
+	r.preview, r.previewChanges = ours.preview()
+	e := ours.endpoints()
+	lg.Printf("%s ours: memory while idle", line.Name)
+	r.idleMemory = memory(e.prefix)
+	lg.Printf("%s ours: throughput, %s each", line.Name, duration)
+	r.throughput, r.loadMemory = throughputRuns(e, duration)
+	lg.Printf("%s ours: failover", line.Name)
+	r.oursFailover = failover(e)
+	logTrace(line.Name+" ours: failover", r.oursFailover.Trace)
+	lg.Printf("%s ours: rolling replacement of every node under load", line.Name)
+	r.rolling = ours.rolling(e)
+	logTrace(line.Name+" ours: rolling replacement", r.rolling.Trace)
+	ours.destroy()
+	_, _ = tests.Docker(context.Background(), nil, "rmi", "-f", rollingImage(line))
+	return r
 }
 
 // logTrace logs a publisher's trace, one event a line.
@@ -131,8 +152,8 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// ready waits until every node is in cluster_status, the ha-all policy is
-// present, and a message published through HAProxy is consumed.
+// ready waits until every node is in cluster_status, the line's HA policy
+// is present, and a message published through HAProxy is consumed.
 func ready(ctx context.Context, e endpoints, policy string) error {
 	for {
 		if err := ctx.Err(); err != nil {

@@ -392,15 +392,12 @@ type rollingResult struct {
 	Err        string
 }
 
-// rollingImage is the relabelled image of the rolling replacement.
-const rollingImage = tests.RabbitMQ3Image + "-bench-rolling"
-
 // rolling re-creates every node with `pulumi up` (the same image under a
 // new label) while a publisher with confirms runs through HAProxy.
 func (o *ours) rolling(e endpoints) rollingResult {
 	const queue = "bench-rolling"
-	tag := rollingImage
-	if err := tests.Relabel(tests.RabbitMQ3Image, tag, "bench"); err != nil {
+	tag := rollingImage(o.line)
+	if err := tests.Relabel(o.line.Image, tag, "bench"); err != nil {
 		return rollingResult{Err: err.Error()}
 	}
 	ctx := context.Background()
@@ -447,3 +444,6 @@ func (o *ours) rolling(e endpoints) rollingResult {
 	}
 	return r
 }
+
+// rollingImage is the relabelled image of a line's rolling replacement.
+func rollingImage(line tests.Line) string { return line.Image + "-bench-rolling" }

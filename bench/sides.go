@@ -14,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
@@ -30,16 +31,26 @@ const (
 	oursPrefix      = "rmqha-bench"
 	oursSubnet      = "10.233.0.0/24"
 	oursPortBase    = 48000
+	floorPrefix     = "rmqha-floor"
+	floorPortBase   = 45672
 	readyTimeout    = 5 * time.Minute
 )
 
-// baseline is the docker-compose recipe in bench/baseline.
+// baseline is the docker-compose recipe in bench/baseline, on a line's
+// images: RAM nodes where the line has them, disc nodes on 4.3, and the
+// line's HA policy set by hand as the recipe's one manual step.
 type baseline struct {
 	dir  string
 	cert testpki.PKI
+	line tests.Line
 }
 
-func newBaseline(cert testpki.PKI) *baseline {
+// linePolicy is the HA policy of a line, as the stack sets it on 3 nodes.
+func linePolicy(line tests.Line) components.Policy {
+	return components.PolicyFor(&config.Config{HAMode: line.HAMode, QuorumGroupSize: 3})
+}
+
+func newBaseline(cert testpki.PKI, line tests.Line) *baseline {
 	dir, err := os.MkdirTemp("", "rmqha-baseline-")
 	if err != nil {
 		lg.Fatal(err)
@@ -53,7 +64,7 @@ func newBaseline(cert testpki.PKI) *baseline {
 	}
 	must(os.WriteFile(filepath.Join(dir, "erlang.cookie"), []byte(tests.TestCookie), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "server.pem"), []byte(cert.ServerPEM), 0o644))
-	return &baseline{dir: dir, cert: cert}
+	return &baseline{dir: dir, cert: cert, line: line}
 }
 
 // compose runs docker-compose (Debian's package) on the recipe, with the
@@ -62,7 +73,11 @@ func (b *baseline) compose(args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker-compose", append([]string{"-p", baselineProject, "-f", filepath.Join(b.dir, "docker-compose.yml")}, args...)...)
-	cmd.Env = append(os.Environ(), "BASELINE_NET="+baselineNet, "BASELINE_PORT_PREFIX="+baselinePrefix)
+	cmd.Env = append(os.Environ(), "BASELINE_NET="+baselineNet, "BASELINE_PORT_PREFIX="+baselinePrefix,
+		"RABBITMQ_IMAGE="+b.line.Image, "HAPROXY_IMAGE="+b.line.HAProxy)
+	if !(&config.Config{RabbitMQVersion: config.ImageVersion(b.line.Image)}).RAMNodesSupported() {
+		cmd.Env = append(cmd.Env, "JOIN_FLAGS=--disc")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("docker-compose %s: %w: %s", strings.Join(args, " "), err, out)
 	}
@@ -84,8 +99,8 @@ func (b *baseline) endpoints() endpoints {
 	return e
 }
 
-// upUntilReady runs `compose up` and the recipe's one manual step, the
-// ha-all policy by rabbitmqctl, until the cluster is ready.
+// upUntilReady runs `compose up` and the recipe's one manual step, the HA
+// policy by rabbitmqctl, until the cluster is ready.
 func (b *baseline) upUntilReady() (time.Duration, error) {
 	start := time.Now()
 	if err := b.compose("up", "-d"); err != nil {
@@ -94,8 +109,9 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 	e := b.endpoints()
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
+	p := linePolicy(b.line)
 	for {
-		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", components.MirroredPolicy, "^", components.PolicyFor(&config.Config{HAMode: config.HAModeMirrored}).DefinitionJSON())
+		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 		if err == nil {
 			break
 		}
@@ -104,7 +120,7 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	if err := ready(ctx, e, components.MirroredPolicy); err != nil {
+	if err := ready(ctx, e, p.Name); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -121,9 +137,10 @@ func (b *baseline) down() {
 type ours struct {
 	stack auto.Stack
 	res   auto.UpResult
+	line  tests.Line
 }
 
-func newOurs() (*ours, string) {
+func newOurs(line tests.Line) (*ours, string) {
 	cli, missing := tests.PulumiMissing(".")
 	if len(missing) > 0 {
 		return nil, "needs " + strings.Join(missing, "; ")
@@ -133,12 +150,14 @@ func newOurs() (*ours, string) {
 	if err != nil {
 		lg.Fatal(err)
 	}
-	values := tests.TestValues(oursPrefix, tests.RabbitMQ3Image, oursSubnet, oursPortBase)
-	s, err := tests.InlineStack(context.Background(), abs, "bench", state, values, tests.TestSecrets())
+	values := tests.TestValues(oursPrefix, line.Image, oursSubnet, oursPortBase)
+	values[config.KeyHAProxyImage] = line.HAProxy
+	values[config.KeyHAMode] = line.HAMode
+	s, err := tests.InlineStack(context.Background(), abs, "bench-"+line.Name, state, values, tests.TestSecrets())
 	if err != nil {
 		lg.Fatal(err)
 	}
-	return &ours{stack: s}, ""
+	return &ours{stack: s, line: line}, ""
 }
 
 // upUntilReady runs `pulumi up` on an empty stack until the cluster is ready.
@@ -151,7 +170,7 @@ func (o *ours) upUntilReady() (time.Duration, error) {
 		return 0, err
 	}
 	o.res = res
-	if err := ready(ctx, o.endpoints(), components.MirroredPolicy); err != nil {
+	if err := ready(ctx, o.endpoints(), linePolicy(o.line).Name); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -199,5 +218,49 @@ func (o *ours) destroy() {
 func must(err error) {
 	if err != nil {
 		lg.Fatal(err)
+	}
+}
+
+// floor boots 3 nodes of the line's image with plain `docker run`, in
+// parallel, unclustered, and returns how long until all three accept AMQP:
+// what no orchestration can beat on this machine.
+func floor(line tests.Line) (time.Duration, error) {
+	floorDown()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	start := time.Now()
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			port := fmt.Sprintf("127.0.0.1:%d:5672", floorPortBase+i)
+			if _, err := tests.Docker(ctx, nil, "run", "-d", "--name", fmt.Sprintf("%s-%d", floorPrefix, i), "-p", port, line.Image); err != nil {
+				errs <- err
+				return
+			}
+			for {
+				if c, err := amqp.Dial(fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", floorPortBase+i)); err == nil {
+					c.Close()
+					errs <- nil
+					return
+				}
+				if ctx.Err() != nil {
+					errs <- fmt.Errorf("floor node %d: no AMQP within %s", i, readyTimeout)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+func floorDown() {
+	for i := range 3 {
+		_, _ = tests.Docker(context.Background(), nil, "rm", "-f", "-v", fmt.Sprintf("%s-%d", floorPrefix, i))
 	}
 }
