@@ -37,11 +37,11 @@ func TestIntegrationE2ERolling(t *testing.T) {
 		if i == len(Lines)-1 {
 			refused = Lines[i-1]
 		}
-		t.Run(line.Name, func(t *testing.T) { e2eRolling(t, line, refused.Image) })
+		t.Run(line.Name, func(t *testing.T) { e2eRolling(t, line, refused) })
 	}
 }
 
-func e2eRolling(t *testing.T, line Line, refused string) {
+func e2eRolling(t *testing.T, line Line, refusedLine Line) {
 	const nodes = 3
 	prefix := "rmqha-roll-" + strings.ReplaceAll(line.Name, ".", "")
 	s := startE2E(t, "e2e-rolling-"+line.Name, prefix, line, fmt.Sprintf("10.236.%d.0/24", line.Net), 49000+100*line.Net, nil, nil)
@@ -49,12 +49,16 @@ func e2eRolling(t *testing.T, line Line, refused string) {
 	WaitRunning(t, prefix+"-node-0", nodes, time.Minute)
 	ctx := context.Background()
 
-	// The version guard.
+	// The version guard, with the refused line's HA mode, so that only the
+	// upgrade path is wrong.
+	refused := refusedLine.Image
 	setConfig(t, s, "rabbitmqImage", refused)
+	setConfig(t, s, "haMode", refusedLine.HAMode)
 	_, err := s.Preview(ctx, optpreview.Diff())
 	if err == nil || !strings.Contains(err.Error(), `rabbitmqImage: "`+refused+`"`) || !strings.Contains(err.Error(), "allowUnsupportedUpgrade") {
 		t.Fatalf("a %s to %s preview: err = %v, want the version guard's refusal", line.Image, refused, err)
 	}
+	setConfig(t, s, "haMode", line.HAMode)
 
 	image := RelabelImage(t, line.Image, line.Image+"-rolling")
 	setConfig(t, s, "rabbitmqImage", image)
