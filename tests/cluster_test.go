@@ -20,12 +20,22 @@ import (
 // all at once, then waits until every one is healthy.
 func startCluster(t *testing.T, cfg *config.Config, image string) {
 	t.Helper()
+	startClusterWith(t, cfg, image, nil)
+}
+
+// startClusterWith is startCluster with each node's spec changed by edit
+// first (nil: as the stack renders it).
+func startClusterWith(t *testing.T, cfg *config.Config, image string, edit func(*components.ContainerSpec)) {
+	t.Helper()
 	CreateNetwork(t, cfg)
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
 		spec, err := components.NodeSpec(cfg, i)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(&spec)
 		}
 		RunSpec(t, spec, image, cfg.Prefix)
 		wg.Add(1)

@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,22 +27,7 @@ func TestIntegrationFeatureFlags(t *testing.T) {
 			cfg := line.Config(t, "rmqha-it-flags", 234, 48300, nil)
 			RemoveStack(t, cfg.Prefix)
 			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
-			CreateNetwork(t, cfg)
-			var wg sync.WaitGroup
-			for i := range cfg.Nodes {
-				spec, err := components.NodeSpec(cfg, i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				spec.Env["RABBITMQ_FEATURE_FLAGS"] = "quorum_queue"
-				RunSpec(t, spec, line.Image, cfg.Prefix)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					WaitHealthy(t, spec.Name, 3*time.Minute)
-				}()
-			}
-			wg.Wait()
+			startClusterWith(t, cfg, line.Image, func(s *components.ContainerSpec) { s.Env["RABBITMQ_FEATURE_FLAGS"] = "quorum_queue" })
 			WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
 			start := time.Now()
 			for i := range cfg.Nodes {
