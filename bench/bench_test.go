@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -49,7 +49,7 @@ func TestDocumentKeepsNotes(t *testing.T) {
 func TestSVGHasBothCharts(t *testing.T) {
 	t.Parallel()
 	r := &report{lines: []*lineReport{{
-		line:      tests.Lines[2],
+		line:      harness.Lines[2],
 		oursReady: []time.Duration{20 * time.Second}, baselineReady: []time.Duration{40 * time.Second}, floorReady: []time.Duration{8 * time.Second},
 		throughput: []throughput{{Path: "direct to the same node", Rate: 1000}, {Path: "HAProxy AMQP", Rate: 900}},
 	}}}
@@ -67,8 +67,8 @@ func TestLinesSideBySide(t *testing.T) {
 	t.Parallel()
 	s := time.Second
 	r := &report{runs: 3, lines: []*lineReport{
-		{line: tests.Lines[0], oursReady: []time.Duration{30 * s, 36 * s, 33 * s}, baselineReady: []time.Duration{50 * s}, floorReady: []time.Duration{11 * s}},
-		{line: tests.Lines[2], oursReady: []time.Duration{26 * s}, baselineReady: []time.Duration{40 * s}, floorReady: []time.Duration{8 * s}},
+		{line: harness.Lines[0], oursReady: []time.Duration{30 * s, 36 * s, 33 * s}, baselineReady: []time.Duration{50 * s}, floorReady: []time.Duration{11 * s}},
+		{line: harness.Lines[2], oursReady: []time.Duration{26 * s}, baselineReady: []time.Duration{40 * s}, floorReady: []time.Duration{8 * s}},
 	}}
 	md := r.markdown()
 	for _, want := range []string{"| measure | 3.10-mirrored | 4.3-quorum |", "| rabbitmq-ha / floor | 3.00× | 3.25× |",

@@ -24,8 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
-	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
 )
 
 // lg is the bench's own logger: the Pulumi SDK redirects the standard one.
@@ -35,7 +35,7 @@ func main() {
 	runs := flag.Int("runs", 3, "time-to-ready runs of each side (the median is reported)")
 	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
-	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of tests.Lines to measure, by name")
+	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of harness.Lines to measure, by name")
 	flag.Parse()
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
@@ -44,11 +44,11 @@ func main() {
 		lg.Fatal(err)
 	}
 	for _, name := range strings.Split(*names, ",") {
-		i := slices.IndexFunc(tests.Lines, func(l tests.Line) bool { return l.Name == name })
+		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == name })
 		if i < 0 {
-			lg.Fatalf("-lines: %q is not a line of tests.Lines", name)
+			lg.Fatalf("-lines: %q is not a line of harness.Lines", name)
 		}
-		r.lines = append(r.lines, measureLine(tests.Lines[i], cert, *runs, *duration))
+		r.lines = append(r.lines, measureLine(harness.Lines[i], cert, *runs, *duration))
 	}
 
 	text := r.markdown()
@@ -68,7 +68,7 @@ func main() {
 
 // measureLine runs every measurement of one line: the floor, the compose
 // recipe, then the stack.
-func measureLine(line tests.Line, cert testpki.PKI, runs int, duration time.Duration) *lineReport {
+func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Duration) *lineReport {
 	r := &lineReport{line: line}
 	lg.Printf("%s floor: %d runs of 3 plain `docker run` until each accepts AMQP", line.Name, runs)
 	r.floorReady = timeReady(line.Name+" floor", runs, func() (time.Duration, error) { return floor(line) }, floorDown)
@@ -103,7 +103,7 @@ func measureLine(line tests.Line, cert testpki.PKI, runs int, duration time.Dura
 	r.rolling = ours.rolling(e)
 	logTrace(line.Name+" ours: rolling replacement", r.rolling.Trace)
 	ours.destroy()
-	_, _ = tests.Docker(context.Background(), nil, "rmi", "-f", rollingImage(line))
+	_, _ = harness.Docker(context.Background(), nil, "rmi", "-f", rollingImage(line))
 	return r
 }
 
@@ -167,7 +167,7 @@ func ready(ctx context.Context, e endpoints, policy string) error {
 }
 
 func readyOnce(ctx context.Context, e endpoints, policy string) bool {
-	out, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	out, err := harness.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
 	if err != nil {
 		return false
 	}
@@ -179,7 +179,7 @@ func readyOnce(ctx context.Context, e endpoints, policy string) bool {
 	if !strings.Contains(out, `"running_nodes":[`) || strings.Count(between(out, `"running_nodes":[`, "]"), "rabbit@") != len(e.members) {
 		return false
 	}
-	pol, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_policies")
+	pol, err := harness.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_policies")
 	if err != nil || !strings.Contains(pol, policy) {
 		return false
 	}

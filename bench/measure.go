@@ -16,8 +16,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
-	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 )
 
 // roundTrip publishes one message through url and consumes it.
@@ -60,7 +60,7 @@ type failoverResult struct {
 }
 
 // trace lists a publisher's events from t0 on, with times from t0.
-func trace(pub *tests.Publisher, t0 time.Time) []string {
+func trace(pub *harness.Publisher, t0 time.Time) []string {
 	var out []string
 	for _, e := range pub.Events() {
 		if e.At.Before(t0) {
@@ -76,7 +76,7 @@ func trace(pub *tests.Publisher, t0 time.Time) []string {
 // declared on it), and measures the time to the next confirm.
 func failover(e endpoints) failoverResult {
 	const queue = "bench-failover"
-	pub := tests.StartPublisher(e.amqp, queue)
+	pub := harness.StartPublisher(e.amqp, queue)
 	if _, ok := pub.AwaitConfirmed(200, 30*time.Second); !ok {
 		pub.Stop()
 		return failoverResult{Err: "publisher made no progress"}
@@ -88,7 +88,7 @@ func failover(e endpoints) failoverResult {
 	}
 	pub.ResetGap()
 	killed := time.Now()
-	if _, err := tests.Docker(context.Background(), nil, "kill", victim); err != nil {
+	if _, err := harness.Docker(context.Background(), nil, "kill", victim); err != nil {
 		pub.Stop()
 		return failoverResult{Err: err.Error()}
 	}
@@ -107,7 +107,7 @@ func failover(e endpoints) failoverResult {
 	} else {
 		r.Err = err.Error()
 	}
-	if _, err := tests.Docker(context.Background(), nil, "start", victim); err != nil {
+	if _, err := harness.Docker(context.Background(), nil, "start", victim); err != nil {
 		lg.Printf("restart %s: %v", victim, err)
 	}
 	return r
@@ -130,7 +130,7 @@ func nodeOfConnection(e endpoints, name string) string {
 func nodeOfConnectionOnce(e endpoints, name string) string {
 	// 3.10 has no "node" info key; a connection's pid names its node:
 	// <rabbit@host.1234.5678.0>.
-	out, err := tests.Docker(context.Background(), nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_connections", "pid", "client_properties")
+	out, err := harness.Docker(context.Background(), nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_connections", "pid", "client_properties")
 	if err != nil {
 		lg.Printf("list_connections: %v", err)
 		return ""
@@ -346,7 +346,7 @@ func publishFor(conn *amqp.Connection, queue string, d time.Duration) (float64, 
 
 // memory returns the memory use of every container whose name starts with prefix.
 func memory(prefix string) map[string]uint64 {
-	out, err := tests.Docker(context.Background(), nil, "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}")
+	out, err := harness.Docker(context.Background(), nil, "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}")
 	if err != nil {
 		lg.Printf("docker stats: %v", err)
 		return nil
@@ -383,7 +383,7 @@ func parseBytes(s string) uint64 {
 // rollingResult is a rolling replacement of every node under load.
 type rollingResult struct {
 	Total      time.Duration
-	Spans      []tests.Span // each node out of service
+	Spans      []harness.Span // each node out of service
 	MinRunning int
 	Gap        time.Duration // the longest gap between confirms
 	Confirmed  int
@@ -397,14 +397,14 @@ type rollingResult struct {
 func (o *ours) rolling(e endpoints) rollingResult {
 	const queue = "bench-rolling"
 	tag := rollingImage(o.line)
-	if err := tests.Relabel(o.line.Image, tag, "bench"); err != nil {
+	if err := harness.Relabel(o.line.Image, tag, "bench"); err != nil {
 		return rollingResult{Err: err.Error()}
 	}
 	ctx := context.Background()
 	if err := o.stack.SetConfig(ctx, "rabbitmq-ha:rabbitmqImage", auto.ConfigValue{Value: tag}); err != nil {
 		return rollingResult{Err: err.Error()}
 	}
-	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	docker, err := dockerapi.NewDocker(os.Getenv("DOCKER_HOST"))
 	if err != nil {
 		return rollingResult{Err: err.Error()}
 	}
@@ -419,8 +419,8 @@ func (o *ours) rolling(e endpoints) rollingResult {
 			}
 		}
 	}
-	watch := tests.WatchNodes(docker, oursPrefix, len(e.nodes))
-	pub := tests.StartPublisher(e.amqp, queue)
+	watch := harness.WatchNodes(docker, oursPrefix, len(e.nodes))
+	pub := harness.StartPublisher(e.amqp, queue)
 	if _, ok := pub.AwaitConfirmed(200, 30*time.Second); !ok {
 		pub.Stop()
 		watch.Stop()
@@ -446,4 +446,4 @@ func (o *ours) rolling(e endpoints) rollingResult {
 }
 
 // rollingImage is the relabelled image of a line's rolling replacement.
-func rollingImage(line tests.Line) string { return line.Image + "-bench-rolling" }
+func rollingImage(line harness.Line) string { return line.Image + "-bench-rolling" }

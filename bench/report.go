@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 )
 
 // report holds every measurement, line by line.
@@ -22,7 +22,7 @@ type report struct {
 
 // lineReport holds one line's measurements.
 type lineReport struct {
-	line                           tests.Line
+	line                           harness.Line
 	skipped                        string
 	floorReady                     []time.Duration
 	oursReady, baselineReady       []time.Duration
@@ -229,7 +229,7 @@ func machine() string {
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		memTotal = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB"
 	}
-	docker, _ := tests.Docker(context.Background(), nil, "version", "--format", "{{.Server.Version}}")
+	docker, _ := harness.Docker(context.Background(), nil, "version", "--format", "{{.Server.Version}}")
 	return fmt.Sprintf("%d cores (%s), %s memory, Docker %s, %s/%s, %s", runtime.NumCPU(), cpu, memTotal, docker, runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
 }
 

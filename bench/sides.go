@@ -18,12 +18,13 @@ import (
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
-	"github.com/rabbitmq-ha/rabbitmq-ha/tests"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // Where each side runs: subnets and ports of their own, so neither collides
-// with the other, a dev stack or the tests.
+// with the other, a dev stack or the harness.
 const (
 	baselineProject = "rmqha-baseline"
 	baselineNet     = "10.232"
@@ -42,15 +43,15 @@ const (
 type baseline struct {
 	dir  string
 	cert testpki.PKI
-	line tests.Line
+	line harness.Line
 }
 
 // linePolicy is the HA policy of a line, as the stack sets it on 3 nodes.
-func linePolicy(line tests.Line) components.Policy {
-	return components.PolicyFor(&config.Config{HAMode: line.HAMode, QuorumGroupSize: 3})
+func linePolicy(line harness.Line) plan.Policy {
+	return plan.PolicyFor(&config.Config{HAMode: line.HAMode, QuorumGroupSize: 3})
 }
 
-func newBaseline(cert testpki.PKI, line tests.Line) *baseline {
+func newBaseline(cert testpki.PKI, line harness.Line) *baseline {
 	dir, err := os.MkdirTemp("", "rmqha-baseline-")
 	if err != nil {
 		lg.Fatal(err)
@@ -62,7 +63,7 @@ func newBaseline(cert testpki.PKI, line tests.Line) *baseline {
 		}
 		must(os.WriteFile(filepath.Join(dir, f), b, 0o644))
 	}
-	must(os.WriteFile(filepath.Join(dir, "erlang.cookie"), []byte(tests.TestCookie), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "erlang.cookie"), []byte(harness.TestCookie), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "server.pem"), []byte(cert.ServerPEM), 0o644))
 	return &baseline{dir: dir, cert: cert, line: line}
 }
@@ -111,7 +112,7 @@ func (b *baseline) upUntilReady() (time.Duration, error) {
 	defer cancel()
 	p := linePolicy(b.line)
 	for {
-		_, err := tests.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
+		_, err := harness.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 		if err == nil {
 			break
 		}
@@ -137,11 +138,11 @@ func (b *baseline) down() {
 type ours struct {
 	stack auto.Stack
 	res   auto.UpResult
-	line  tests.Line
+	line  harness.Line
 }
 
-func newOurs(line tests.Line) (*ours, string) {
-	cli, missing := tests.PulumiMissing(".")
+func newOurs(line harness.Line) (*ours, string) {
+	cli, missing := harness.PulumiMissing(".")
 	if len(missing) > 0 {
 		return nil, "needs " + strings.Join(missing, "; ")
 	}
@@ -150,10 +151,10 @@ func newOurs(line tests.Line) (*ours, string) {
 	if err != nil {
 		lg.Fatal(err)
 	}
-	values := tests.TestValues(oursPrefix, line.Image, oursSubnet, oursPortBase)
+	values := harness.TestValues(oursPrefix, line.Image, oursSubnet, oursPortBase)
 	values[config.KeyHAProxyImage] = line.HAProxy
 	values[config.KeyHAMode] = line.HAMode
-	s, err := tests.InlineStack(context.Background(), abs, "bench-"+line.Name, state, values, tests.TestSecrets())
+	s, err := harness.InlineStack(context.Background(), components.Program, abs, "bench-"+line.Name, state, values, harness.TestSecrets())
 	if err != nil {
 		lg.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func (o *ours) upUntilReady() (time.Duration, error) {
 
 func (o *ours) endpoints() endpoints {
 	out := func(k string) string { return o.res.Outputs[k].Value.(string) }
-	admin := func(u string) string { return tests.WithUser(u, "admin", tests.TestAdminPassword) }
+	admin := func(u string) string { return plan.WithUser(u, "admin", harness.TestAdminPassword) }
 	e := endpoints{
 		prefix: oursPrefix,
 		amqp:   admin(out("amqpUrl")),
@@ -186,8 +187,9 @@ func (o *ours) endpoints() endpoints {
 		tls:    &tls.Config{RootCAs: caPool([]byte(out("caCertPem"))), ServerName: "localhost"},
 	}
 	for i, u := range o.res.Outputs["nodeEndpoints"].Value.([]any) {
-		e.nodes = append(e.nodes, fmt.Sprintf("%s-node-%d", oursPrefix, i))
-		e.members = append(e.members, fmt.Sprintf("rabbit@%s-node-%d", oursPrefix, i))
+		names := plan.NodeNames(oursPrefix, i)
+		e.nodes = append(e.nodes, names.Container)
+		e.members = append(e.members, names.Erlang)
 		e.direct = append(e.direct, admin(u.(string)))
 	}
 	return e
@@ -224,7 +226,7 @@ func must(err error) {
 // floor boots 3 nodes of the line's image with plain `docker run`, in
 // parallel, unclustered, and returns how long until all three accept AMQP:
 // what no orchestration can beat on this machine.
-func floor(line tests.Line) (time.Duration, error) {
+func floor(line harness.Line) (time.Duration, error) {
 	floorDown()
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
@@ -233,7 +235,7 @@ func floor(line tests.Line) (time.Duration, error) {
 	for i := range 3 {
 		go func() {
 			port := fmt.Sprintf("127.0.0.1:%d:5672", floorPortBase+i)
-			if _, err := tests.Docker(ctx, nil, "run", "-d", "--name", fmt.Sprintf("%s-%d", floorPrefix, i), "-p", port, line.Image); err != nil {
+			if _, err := harness.Docker(ctx, nil, "run", "-d", "--name", fmt.Sprintf("%s-%d", floorPrefix, i), "-p", port, line.Image); err != nil {
 				errs <- err
 				return
 			}
@@ -261,6 +263,6 @@ func floor(line tests.Line) (time.Duration, error) {
 
 func floorDown() {
 	for i := range 3 {
-		_, _ = tests.Docker(context.Background(), nil, "rm", "-f", "-v", fmt.Sprintf("%s-%d", floorPrefix, i))
+		_, _ = harness.Docker(context.Background(), nil, "rm", "-f", "-v", fmt.Sprintf("%s-%d", floorPrefix, i))
 	}
 }

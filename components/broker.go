@@ -1,7 +1,6 @@
 package components
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -9,19 +8,13 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
-)
-
-// Policy names.
-const (
-	// MirroredPolicy is the recipe's ha-all policy.
-	MirroredPolicy = "ha-all"
-	// QuorumPolicy spreads quorum queue leaders over the nodes.
-	QuorumPolicy = "quorum-defaults"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // BrokerArgs are what the broker settings need.
 type BrokerArgs struct {
 	Config *config.Config
+	Plan   plan.Broker
 	// ManagementURL is the management API through HAProxy, so the settings
 	// keep working while any one node is down.
 	ManagementURL pulumi.StringInput
@@ -61,7 +54,7 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 
 	// vhost "/" exists from the start; every other vhost is created.
 	vhosts := map[string]pulumi.StringInput{"/": pulumi.String("/")}
-	for _, v := range vhostsOf(cfg) {
+	for _, v := range args.Plan.VHosts {
 		if v == "/" {
 			continue
 		}
@@ -71,8 +64,8 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 		}
 		vhosts[v] = vh.Name
 	}
-	for _, v := range vhostsOf(cfg) {
-		if err := newPolicy(ctx, name, cfg, v, vhosts[v], append(with, pulumi.ResourceHooks(args.PolicyHooks))); err != nil {
+	for _, v := range args.Plan.VHosts {
+		if err := newPolicy(ctx, name, args.Plan.Policy, v, vhosts[v], append(with, pulumi.ResourceHooks(args.PolicyHooks))); err != nil {
 			return nil, err
 		}
 	}
@@ -104,8 +97,7 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 }
 
 // newPolicy sets the HA mode's policy on one vhost.
-func newPolicy(ctx *pulumi.Context, name string, cfg *config.Config, vhost string, vhostName pulumi.StringInput, with []pulumi.ResourceOption) error {
-	policy := PolicyFor(cfg)
+func newPolicy(ctx *pulumi.Context, name string, policy plan.Policy, vhost string, vhostName pulumi.StringInput, with []pulumi.ResourceOption) error {
 	_, err := rabbitmq.NewPolicy(ctx, name+"-policy-"+slug(vhost), &rabbitmq.PolicyArgs{
 		Name:  pulumi.String(policy.Name),
 		Vhost: vhostName,
@@ -117,71 +109,6 @@ func newPolicy(ctx *pulumi.Context, name string, cfg *config.Config, vhost strin
 		},
 	}, with...)
 	return wrap("policy on "+vhost, err)
-}
-
-// Policy is an HA mode's policy.
-type Policy struct {
-	Name, Pattern, ApplyTo string
-	Definition             map[string]any
-}
-
-// PolicyFor returns the policy of an HA mode.
-//
-// mirrored: the recipe's ha-all, every queue mirrored on every node, with
-// automatic sync so a restarted mirror catches up without an operator. A
-// mirror that has not caught up is never promoted, neither when the leader
-// stops nor when it fails: RabbitMQ's defaults (ha-promote-on-failure:
-// always) let a restarted, still empty mirror lead, and the old leader then
-// drops its copy to sync from it. With when-synced the queue waits for its
-// leader instead (see docs/RUNBOOK.md, "Restarts";
-// https://www.rabbitmq.com/docs/3.13/ha#unsynchronised-mirrors).
-// quorum: queues are quorum by default_queue_type; the policy spreads their
-// leaders over the nodes and sets the member count continuous membership
-// reconciliation keeps every queue at (target-group-size: quorumGroupSize;
-// https://www.rabbitmq.com/docs/quorum-queues#replica-reconciliation).
-func PolicyFor(cfg *config.Config) Policy {
-	if cfg.HAMode == config.HAModeMirrored {
-		return Policy{MirroredPolicy, "^", "queues", map[string]any{
-			"ha-mode":                "all",
-			"ha-sync-mode":           "automatic",
-			"ha-promote-on-shutdown": "when-synced",
-			"ha-promote-on-failure":  "when-synced",
-		}}
-	}
-	return Policy{QuorumPolicy, "^", "quorum_queues", map[string]any{
-		"queue-leader-locator": "balanced",
-		"target-group-size":    cfg.QuorumGroupSize,
-	}}
-}
-
-// StringDefinition is the definition as pulumi-rabbitmq takes it: a map of
-// strings, whose whole numbers the provider sends to RabbitMQ as numbers.
-func (p Policy) StringDefinition() map[string]any {
-	out := make(map[string]any, len(p.Definition))
-	for k, v := range p.Definition {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
-}
-
-// DefinitionJSON is the policy's definition as rabbitmqctl set_policy takes it.
-func (p Policy) DefinitionJSON() string {
-	b, err := json.Marshal(p.Definition)
-	if err != nil {
-		panic(err) // strings and numbers always marshal
-	}
-	return string(b)
-}
-
-// vhostsOf returns the configured vhosts with "/" first, deduplicated.
-func vhostsOf(cfg *config.Config) []string {
-	out := []string{"/"}
-	for _, v := range cfg.VHosts {
-		if v != "/" {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // slug makes a name usable in a resource name: "/" becomes "root".

@@ -1,4 +1,5 @@
-// Package components holds the stack's Pulumi components, one per concern:
+// Package components turns the stack's plan (package plan) into Pulumi
+// resources, one component per concern:
 //
 //	Network       the user-defined bridge network
 //	PKI           the CA and HAProxy's server certificate (pulumi-tls)
@@ -13,7 +14,8 @@ package components
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -22,40 +24,10 @@ import (
 // typePrefix is the package part of every component's type token.
 const typePrefix = "rabbitmq-ha:index:"
 
-// Labels on every Docker object, so `docker ps --filter label=...` finds a
-// stack's objects and tests can check nothing is left behind.
-const (
-	// LabelStack carries the stack's prefix.
-	LabelStack = "org.rabbitmq-ha.stack"
-	// LabelRole is node, haproxy or job.
-	LabelRole = "org.rabbitmq-ha.role"
-	// LabelNode carries a node's index.
-	LabelNode = "org.rabbitmq-ha.node"
-)
-
-// Roles, the values of LabelRole.
-const (
-	RoleNode    = "node"
-	RoleHAProxy = "haproxy"
-	RoleJob     = "job"
-)
-
-// labels returns the labels of one object, sorted so inputs are stable.
-func labels(stack, role string, extra map[string]string) map[string]string {
-	m := map[string]string{LabelStack: stack}
-	if role != "" {
-		m[LabelRole] = role
-	}
-	for k, v := range extra {
-		m[k] = v
-	}
-	return m
-}
-
 // labelArgs turns labels into a provider's label inputs, sorted by key so
 // the inputs are stable.
 func labelArgs[T any](m map[string]string, arg func(k, v pulumi.String) T) []T {
-	keys := sortedKeys(m)
+	keys := slices.Sorted(maps.Keys(m))
 	out := make([]T, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, arg(pulumi.String(k), pulumi.String(m[k])))
@@ -79,16 +51,6 @@ func networkLabels(m map[string]string) docker.NetworkLabelArray {
 	return labelArgs(m, func(k, v pulumi.String) docker.NetworkLabelInput {
 		return docker.NetworkLabelArgs{Label: k, Value: v}
 	})
-}
-
-// sortedKeys returns a map's keys in order, so inputs are deterministic.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // secret wraps a plain value read from secret config.

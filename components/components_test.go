@@ -13,7 +13,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
@@ -91,9 +92,9 @@ func (m *mocks) container(t *testing.T, name string) registered {
 
 // fakeDocker is the program's Docker connection in unit tests: containers by
 // name, nothing else.
-type fakeDocker map[string]rolling.Container
+type fakeDocker map[string]dockerapi.Container
 
-func (f fakeDocker) Inspect(_ context.Context, name string) (rolling.Container, error) {
+func (f fakeDocker) Inspect(_ context.Context, name string) (dockerapi.Container, error) {
 	return f[name], nil
 }
 
@@ -381,7 +382,7 @@ func TestBrokerInputs(t *testing.T) {
 	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
 		def := pol.inputs["policy"].ObjectValue()
 		d := def["definition"].ObjectValue()
-		if str(t, pol, "name") != MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" ||
+		if str(t, pol, "name") != plan.MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" ||
 			d["ha-promote-on-shutdown"].StringValue() != "when-synced" || d["ha-promote-on-failure"].StringValue() != "when-synced" {
 			t.Errorf("%s = %v", pol.name, pol.inputs)
 		}
@@ -419,7 +420,7 @@ func TestQuorumMode(t *testing.T) {
 		for _, pol := range pols {
 			p := pol.inputs["policy"].ObjectValue()
 			def := p["definition"].ObjectValue()
-			if str(t, pol, "name") != QuorumPolicy || p["applyTo"].StringValue() != "quorum_queues" ||
+			if str(t, pol, "name") != plan.QuorumPolicy || p["applyTo"].StringValue() != "quorum_queues" ||
 				def["target-group-size"].StringValue() != tc.size || def["queue-leader-locator"].StringValue() != "balanced" {
 				t.Errorf("%v: %s = %v, want target-group-size %s", tc.extra, pol.name, pol.inputs, tc.size)
 			}
@@ -455,25 +456,6 @@ func TestBadConfigCreatesNothing(t *testing.T) {
 	}
 }
 
-func TestOutputs(t *testing.T) {
-	cfg, _, err := config.Load(config.MapSource{Values: map[string]string{
-		config.KeyErlangCookie: testCookie, config.KeyAdminPassword: testAdmin, config.KeyStatsPassword: testStats,
-		config.KeyHostIP: "0.0.0.0",
-	}, Secrets: map[string]bool{config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true}}, "p", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := EndpointsOf(cfg)
-	if e.AMQP != "amqp://127.0.0.1:56729/" || e.AMQPS != "amqps://localhost:56671/" || e.Nodes[2] != "amqp://127.0.0.1:56722/" || e.Management != "http://127.0.0.1:55672" {
-		t.Errorf("endpoints = %+v", e)
-	}
-	for _, u := range append([]string{e.AMQP, e.AMQPS, e.Stats, e.Management}, e.Nodes...) {
-		if strings.Contains(u, "@") {
-			t.Errorf("%s holds credentials", u)
-		}
-	}
-}
-
 func containsSuffix(urns []string, name string) bool {
 	for _, u := range urns {
 		if strings.HasSuffix(u, "::"+name) {
@@ -484,8 +466,8 @@ func containsSuffix(urns []string, name string) bool {
 }
 
 // running is a node container of the given RabbitMQ version.
-func running(version string) rolling.Container {
-	return rolling.Container{Exists: true, ID: "c-" + version, Running: true, Health: "healthy",
+func running(version string) dockerapi.Container {
+	return dockerapi.Container{Exists: true, ID: "c-" + version, Running: true, Health: "healthy",
 		Env: []string{"HOME=/var/lib/rabbitmq", "RABBITMQ_VERSION=" + version}}
 }
 

@@ -6,13 +6,14 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/config"
-	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // LoadBalancerArgs are what HAProxy needs from the other components.
 type LoadBalancerArgs struct {
-	Config  *config.Config
+	// Image is the HAProxy image reference.
+	Image   string
+	Plan    plan.HAProxy
 	Network pulumi.StringInput
 	// ServerPEM is the PKI's crt bundle for AMQPS.
 	ServerPEM pulumi.StringInput
@@ -42,32 +43,27 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	}
 	parent := pulumi.Parent(lb)
 	image, err := docker.NewRemoteImage(ctx, name+"-image", &docker.RemoteImageArgs{
-		Name:        pulumi.String(args.Config.HAProxyImage),
+		Name:        pulumi.String(args.Image),
 		KeepLocally: pulumi.Bool(true),
 	}, parent)
 	if err != nil {
 		return nil, wrap("HAProxy image", err)
 	}
-	cfg := args.Config
-	job, err := HAProxyConfigJobSpec(cfg, "")
-	if err != nil {
-		return nil, err
-	}
+	job := args.Plan.ConfigJob
 	volume, err := docker.NewVolume(ctx, name+"-conf", &docker.VolumeArgs{
-		Name:   pulumi.String(job.Volume),
+		Name:   pulumi.String(args.Plan.Volume),
 		Labels: volumeLabels(job.Labels),
 	}, parent)
 	if err != nil {
-		return nil, wrap(job.Volume, err)
+		return nil, wrap(args.Plan.Volume, err)
 	}
 
 	// The config job installs haproxy.cfg and the bundle into HAProxy's
 	// volume and exits; Pulumi waits for it (attach). A renewed certificate
 	// or a new node list replaces the job, not HAProxy, which reloads on its
 	// own when the files change.
-	ja := containerArgs(job, image.ImageId, args.Network, volume.Name, map[string]pulumi.StringInput{
-		render.Staged(render.HAProxyCertPath): args.ServerPEM,
-	})
+	ja := containerArgs(job, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name,
+		content: map[string]pulumi.StringInput{plan.CertBundlePath: args.ServerPEM}})
 	ja.MustRun = pulumi.Bool(false)
 	ja.Attach = pulumi.Bool(true)
 	ja.Logs = pulumi.Bool(true)
@@ -85,11 +81,7 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 		return true, nil
 	}).(pulumi.BoolOutput)
 
-	spec, err := HAProxySpec(cfg)
-	if err != nil {
-		return nil, err
-	}
-	a := containerArgs(spec, image.ImageId, args.Network, volume.Name, nil)
+	a := containerArgs(args.Plan.Spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 	a.Wait = pulumi.Bool(true)
 	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
 	lb.Container, err = docker.NewContainer(ctx, name, a, parent,

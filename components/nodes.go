@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // waitTimeoutSeconds bounds how long `pulumi up` waits for a healthy node.
@@ -15,6 +16,7 @@ const waitTimeoutSeconds = 360
 // NodesArgs are what the nodes need from the other components.
 type NodesArgs struct {
 	Config  *config.Config
+	Plan    *plan.Plan
 	Network pulumi.StringInput
 	// Hooks are bound to every node container (rolling replacement).
 	Hooks *pulumi.ResourceHookBinding
@@ -51,11 +53,8 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 	}
 
 	var names []string
-	for i := 0; i < cfg.Nodes; i++ {
-		spec, err := NodeSpec(cfg, i)
-		if err != nil {
-			return nil, err
-		}
+	for i, node := range args.Plan.Nodes {
+		spec := node.Spec
 		volumeOpts := []pulumi.ResourceOption{parent}
 		if cfg.RetainVolumes {
 			volumeOpts = append(volumeOpts, pulumi.RetainOnDelete(true))
@@ -67,7 +66,7 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 		if err != nil {
 			return nil, wrap(spec.Volume, err)
 		}
-		a := containerArgs(spec, image.ImageId, args.Network, volume.Name, nil)
+		a := containerArgs(spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 		a.Wait = pulumi.Bool(true)
 		a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
 		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, parent, pulumi.ResourceHooks(args.Hooks))
@@ -75,17 +74,13 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 			return nil, wrap(spec.Name, err)
 		}
 		n.Containers = append(n.Containers, c)
-		names = append(names, cfg.ErlangNodeName(i))
+		names = append(names, node.Erlang)
 	}
 
 	// The forget job: after the member list changes, forget the members that
 	// are no longer configured. It runs in the background (no attach), since
 	// Pulumi stops the removed nodes after it starts, and it may stay exited.
-	job, err := ForgetJobSpec(cfg)
-	if err != nil {
-		return nil, err
-	}
-	a := containerArgs(job, image.ImageId, args.Network, nil, nil)
+	a := containerArgs(args.Plan.ForgetJob, containerInputs{image: image.ImageId, network: args.Network})
 	a.MustRun = pulumi.Bool(false)
 	if _, err := docker.NewContainer(ctx, name+"-forget-job", a, parent,
 		pulumi.DependsOn(containerResources(n.Containers)), pulumi.DeleteBeforeReplace(true)); err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
@@ -16,7 +18,7 @@ import (
 // Bad config fails here, with every problem at once, before any resource is
 // registered.
 func Program(ctx *pulumi.Context) error {
-	return ProgramWith(func(host string) (rolling.Engine, error) { return rolling.NewDocker(host) })(ctx)
+	return ProgramWith(func(host string) (rolling.Engine, error) { return dockerapi.NewDocker(host) })(ctx)
 }
 
 // OpenDocker connects to the Docker daemon at host (empty: the default).
@@ -60,7 +62,7 @@ func ProgramWith(open OpenDocker) pulumi.RunFunc {
 		if err != nil {
 			return err
 		}
-		for k, v := range cluster.Outputs() {
+		for k, v := range cluster.Outputs {
 			ctx.Export(k, v)
 		}
 		return nil
@@ -75,16 +77,17 @@ const versionEnv = "RABBITMQ_VERSION"
 // stack that exists, configured or not (a scale-down may be pending).
 func checkUpgrade(ctx context.Context, cfg *config.Config, engine rolling.Engine) error {
 	for i := 0; i < config.MaxNodes; i++ {
-		c, err := engine.Inspect(ctx, cfg.NodeName(i))
+		name := plan.NodeNames(cfg.Prefix, i).Container
+		c, err := engine.Inspect(ctx, name)
 		if err != nil {
-			return fmt.Errorf("version guard: inspect %s: %w", cfg.NodeName(i), err)
+			return fmt.Errorf("version guard: inspect %s: %w", name, err)
 		}
 		v, ok := c.EnvValue(versionEnv)
 		if !c.Exists || !ok {
 			continue
 		}
 		if err := cfg.CheckUpgrade(config.ParseVersion(v)); err != nil {
-			return fmt.Errorf("%w (node %s runs %s)", err, cfg.NodeName(i), v)
+			return fmt.Errorf("%w (node %s runs %s)", err, name, v)
 		}
 	}
 	return nil

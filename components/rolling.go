@@ -8,6 +8,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
@@ -41,17 +42,13 @@ type rollingHooks struct {
 
 // newRollingHooks registers the hooks. Without an engine (rollingReplace
 // off) it returns empty bindings: nodes are then replaced all at once.
-func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Engine) (*rollingHooks, error) {
+func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engine rolling.Engine) (*rollingHooks, error) {
 	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, haproxy: &pulumi.ResourceHookBinding{}, policy: &pulumi.ResourceHookBinding{}}
 	if engine == nil {
 		return h, nil
 	}
-	var nodes []string
-	for i := 0; i < cfg.Nodes; i++ {
-		nodes = append(nodes, cfg.NodeName(i))
-	}
 	gate := rolling.New(engine, rolling.Settings{
-		Nodes:   nodes,
+		Nodes:   p.NodeNames(),
 		Drain:   render.DrainCommand(drainTimeoutSeconds),
 		Timeout: waitTimeoutSeconds * time.Second,
 		Grace:   rollingGrace,
@@ -59,7 +56,7 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, engine rolling.Eng
 			_ = ctx.Log.Info("rolling replacement: "+msg, nil)
 		},
 		QuorumGroupSize: cfg.QuorumGroupSize,
-		VHosts:          vhostsOf(cfg),
+		VHosts:          p.Broker.VHosts,
 	})
 	name := func(args *pulumi.ResourceHookArgs) string {
 		if n, ok := stringProp(args.OldOutputs, "name"); ok {

@@ -149,21 +149,28 @@ type Permission struct {
 	Read      string `json:"read"`
 }
 
-// NodeName returns node i's container name and hostname.
-func (c *Config) NodeName(i int) string { return fmt.Sprintf("%s-node-%d", c.Prefix, i) }
-
-// ErlangNodeName returns node i's RabbitMQ node name.
-func (c *Config) ErlangNodeName(i int) string { return "rabbit@" + c.NodeName(i) }
-
 // Version is a RabbitMQ major.minor release series.
 type Version struct{ Major, Minor int }
+
+// The versions that gate features, each named once.
+var (
+	// MinVersion is the oldest RabbitMQ the stack runs: 3.8 brought
+	// rabbitmqctl await_startup, which the join step waits with.
+	MinVersion = Version{3, 8}
+	// QuorumDefaultSince brought default_queue_type, which haMode quorum sets.
+	QuorumDefaultSince = Version{3, 13}
+	// MirroringRemovedIn removed classic queue mirroring (haMode mirrored).
+	MirroringRemovedIn = Version{4, 0}
+	// KhepriOnlySince keeps metadata in Khepri alone: no Mnesia, no RAM nodes.
+	KhepriOnlySince = Version{4, 3}
+)
 
 // Known reports whether the version was read from a tag.
 func (v Version) Known() bool { return v.Major > 0 }
 
-// AtLeast reports whether v is major.minor or newer.
-func (v Version) AtLeast(major, minor int) bool {
-	return v.Major > major || (v.Major == major && v.Minor >= minor)
+// AtLeast reports whether v is o or newer.
+func (v Version) AtLeast(o Version) bool {
+	return v.Major > o.Major || (v.Major == o.Major && v.Minor >= o.Minor)
 }
 
 func (v Version) String() string {

@@ -54,7 +54,6 @@ func TestDefaults(t *testing.T) {
 		"node 2":    {c.NodeTypes[2], NodeDisc},
 		"haMode":    {c.HAMode, HAModeQuorum},
 		"hostIP":    {c.HostIP.String(), "127.0.0.1"},
-		"node name": {c.ErlangNodeName(1), "rabbit@rabbitmq-ha-dev-node-1"},
 		"version":   {c.RabbitMQVersion.String(), "4.3"},
 		"dynamic":   {c.DynamicRange().String(), "10.9.128.0/17"},
 	}

@@ -50,7 +50,7 @@ func applyDefaults(c *Config, project, stack string) []string {
 	c.RabbitMQVersion = ImageVersion(c.RabbitMQImage)
 	if c.HAMode == "" {
 		c.HAMode = HAModeQuorum
-		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(3, 13) {
+		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(QuorumDefaultSince) {
 			c.HAMode = HAModeMirrored
 		}
 	}
@@ -82,7 +82,7 @@ func (c *Config) RAMNodesSupported() bool { return !c.Khepri() }
 // only (4.3 and later; an unversioned tag is taken as current): no Mnesia,
 // so no RAM nodes, no partition-handling strategy, no cluster_nodes.config.
 func (c *Config) Khepri() bool {
-	return !c.RabbitMQVersion.Known() || c.RabbitMQVersion.AtLeast(4, 3)
+	return !c.RabbitMQVersion.Known() || c.RabbitMQVersion.AtLeast(KhepriOnlySince)
 }
 
 // nth returns the n-th address of a subnet.

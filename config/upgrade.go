@@ -72,7 +72,7 @@ func (c *Config) CheckUpgrade(running Version) error {
 	from := UpgradableFrom(to)
 	var rule string
 	switch {
-	case !to.AtLeast(running.Major, running.Minor):
+	case !to.AtLeast(running):
 		rule = fmt.Sprintf("is a downgrade from the running RabbitMQ %s: its nodes would start on data written by a newer version", running)
 	case !slices.Contains(from, running):
 		names := make([]string, len(from))

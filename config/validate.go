@@ -80,20 +80,20 @@ func (c *Config) validate() []*FieldError {
 
 	if !imageRule.MatchString(c.RabbitMQImage) {
 		v.fail(KeyRabbitMQImage, q(c.RabbitMQImage), "is not an image reference like rabbitmq:3.13-management")
-	} else if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(3, 8) {
-		v.fail(KeyRabbitMQImage, q(c.RabbitMQImage), "is older than RabbitMQ 3.8, which has no rabbitmqctl await_startup")
+	} else if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(MinVersion) {
+		v.fail(KeyRabbitMQImage, q(c.RabbitMQImage), "is older than RabbitMQ "+MinVersion.String()+", which has no rabbitmqctl await_startup")
 	}
 	if !imageRule.MatchString(c.HAProxyImage) {
 		v.fail(KeyHAProxyImage, q(c.HAProxyImage), "is not an image reference like haproxy:2.8")
 	}
 	switch c.HAMode {
 	case HAModeMirrored:
-		if c.RabbitMQVersion.Major >= 4 {
-			v.fail(KeyHAMode, q(c.HAMode), fmt.Sprintf("is not supported by RabbitMQ %s (image %s): classic mirroring was removed in 4.0, use quorum", c.RabbitMQVersion, c.RabbitMQImage))
+		if c.RabbitMQVersion.AtLeast(MirroringRemovedIn) {
+			v.fail(KeyHAMode, q(c.HAMode), fmt.Sprintf("is not supported by RabbitMQ %s (image %s): classic mirroring was removed in %s, use quorum", c.RabbitMQVersion, c.RabbitMQImage, MirroringRemovedIn))
 		}
 	case HAModeQuorum:
-		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(3, 13) {
-			v.fail(KeyHAMode, q(c.HAMode), fmt.Sprintf("needs RabbitMQ 3.13 or newer for default_queue_type, but image %s is %s; use mirrored", c.RabbitMQImage, c.RabbitMQVersion))
+		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(QuorumDefaultSince) {
+			v.fail(KeyHAMode, q(c.HAMode), fmt.Sprintf("needs RabbitMQ %s or newer for default_queue_type, but image %s is %s; use mirrored", QuorumDefaultSince, c.RabbitMQImage, c.RabbitMQVersion))
 		}
 	default:
 		v.fail(KeyHAMode, q(c.HAMode), "is not a known HA mode, use mirrored or quorum")

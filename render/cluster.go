@@ -50,7 +50,11 @@ func ClusterScript(d ClusterData) (string, error) {
 		Header                                                        string
 		CookieFile, SecretsConf, ReadyFile                            string
 		JoinAttempts, ForgetTimeoutSeconds, HandoverSeconds, AMQPPort int
-	}{d, Header, CookieUploadPath, SecretsConfPath, ReadyFile, JoinAttempts, ForgetTimeoutSeconds, HandoverSeconds, AMQPPort})
+	}{
+		ClusterData: d, Header: Header,
+		CookieFile: CookieUploadPath, SecretsConf: SecretsConfPath, ReadyFile: ReadyFile,
+		JoinAttempts: JoinAttempts, ForgetTimeoutSeconds: ForgetTimeoutSeconds, HandoverSeconds: HandoverSeconds, AMQPPort: AMQPPort,
+	})
 }
 
 // NodeCommand is a node container's command.

@@ -47,7 +47,11 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 		Header                                         string
 		AMQPPort, AMQPSPort, ManagementPort, StatsPort int
 		CertPath                                       string
-	}{d, Header, AMQPPort, AMQPSPort, ManagementPort, StatsPort, HAProxyCertPath})
+	}{
+		HAProxyData: d, Header: Header,
+		AMQPPort: AMQPPort, AMQPSPort: AMQPSPort, ManagementPort: ManagementPort, StatsPort: StatsPort,
+		CertPath: HAProxyCertPath,
+	})
 }
 
 // HAProxyScript renders haproxy.sh. It depends on nothing but the paths, so
@@ -56,7 +60,11 @@ func HAProxyScript() (string, error) {
 	return execute(haproxyScriptTemplate, struct {
 		Header, Dir, ConfigFile, CertFile string
 		WaitTenths                        int
-	}{Header, HAProxyConfDir, path.Base(HAProxyConfigPath), path.Base(HAProxyCertPath), ConfigWaitSeconds * 10})
+	}{
+		Header: Header, Dir: HAProxyConfDir,
+		ConfigFile: path.Base(HAProxyConfigPath), CertFile: path.Base(HAProxyCertPath),
+		WaitTenths: ConfigWaitSeconds * 10,
+	})
 }
 
 // HAProxyCommand is the HAProxy container's command.

@@ -40,7 +40,7 @@ func RabbitMQConf(d RabbitMQData) (string, error) {
 		RabbitMQData
 		Header                                   string
 		AMQPPort, ManagementPort, PrometheusPort int
-	}{d, Header, AMQPPort, ManagementPort, PrometheusPort})
+	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort})
 }
 
 // SecretsData is what the secrets conf file is rendered from.
@@ -53,5 +53,5 @@ func SecretsConf(d SecretsData) (string, error) {
 	return execute(secretsTemplate, struct {
 		SecretsData
 		Header string
-	}{d, Header})
+	}{SecretsData: d, Header: Header})
 }

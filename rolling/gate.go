@@ -19,28 +19,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
 )
-
-// Container is what the gate reads of a container.
-type Container struct {
-	// Exists is false when there is no container of that name.
-	Exists bool
-	ID     string
-	// Running is the container's State.Running.
-	Running bool
-	// Health is Docker's health status: starting, healthy or unhealthy.
-	Health string
-	// Env is the container's environment, as NAME=value.
-	Env []string
-}
-
-// Healthy says the container runs and passes its health check.
-func (c Container) Healthy() bool { return c.Exists && c.Running && c.Health == "healthy" }
 
 // Engine is what the gate needs of Docker.
 type Engine interface {
 	// Inspect reads a container by name; a missing one has Exists false.
-	Inspect(ctx context.Context, name string) (Container, error)
+	Inspect(ctx context.Context, name string) (dockerapi.Container, error)
 	// Exec runs cmd in a container and returns its exit code and output.
 	Exec(ctx context.Context, name string, cmd []string) (int, string, error)
 }
@@ -284,7 +270,7 @@ func (g *Gate) isUnchecked() bool {
 
 // awaitNode waits until node is healthy, or is known not to be coming back.
 func (g *Gate) awaitNode(ctx context.Context, node, deleting string) error {
-	var last Container
+	var last dockerapi.Container
 	var absentSince time.Time
 	for {
 		c, err := g.engine.Inspect(ctx, node)
@@ -331,7 +317,7 @@ func (g *Gate) awaitNode(ctx context.Context, node, deleting string) error {
 	}
 }
 
-func describe(c Container) string {
+func describe(c dockerapi.Container) string {
 	if !c.Exists {
 		return "no such container"
 	}
@@ -343,13 +329,4 @@ func describe(c Container) string {
 		state += ", " + c.Health
 	}
 	return state
-}
-
-// EnvValue returns the value of key in a container's environment.
-func (c Container) EnvValue(key string) (string, bool) {
-	i := slices.IndexFunc(c.Env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
-	if i < 0 {
-		return "", false
-	}
-	return strings.TrimPrefix(c.Env[i], key+"="), true
 }

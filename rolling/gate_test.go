@@ -8,12 +8,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
 )
 
 // world is a fake Docker: containers by name, and the drains run in them.
 type world struct {
 	mu         sync.Mutex
-	containers map[string]Container
+	containers map[string]dockerapi.Container
 	drains     []string
 	drainCode  int
 	serial     int
@@ -26,23 +28,23 @@ type world struct {
 }
 
 func newWorld(nodes ...string) *world {
-	w := &world{containers: map[string]Container{}, nodes: nodes, minHealthy: len(nodes)}
+	w := &world{containers: map[string]dockerapi.Container{}, nodes: nodes, minHealthy: len(nodes)}
 	for _, n := range nodes {
 		w.containers[n] = w.fresh(true)
 	}
 	return w
 }
 
-func (w *world) fresh(healthy bool) Container {
+func (w *world) fresh(healthy bool) dockerapi.Container {
 	w.serial++
-	c := Container{Exists: true, ID: fmt.Sprint("id-", w.serial), Running: true, Health: "starting"}
+	c := dockerapi.Container{Exists: true, ID: fmt.Sprint("id-", w.serial), Running: true, Health: "starting"}
 	if healthy {
 		c.Health = "healthy"
 	}
 	return c
 }
 
-func (w *world) Inspect(_ context.Context, name string) (Container, error) {
+func (w *world) Inspect(_ context.Context, name string) (dockerapi.Container, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.containers[name], nil
@@ -62,7 +64,7 @@ func (w *world) Exec(_ context.Context, name string, cmd []string) (int, string,
 }
 
 // set changes a container and keeps count of the healthy nodes.
-func (w *world) set(name string, c Container) {
+func (w *world) set(name string, c dockerapi.Container) {
 	w.containers[name] = c
 	healthy := 0
 	for _, n := range w.nodes {
@@ -87,7 +89,7 @@ func (w *world) replace(t *testing.T, g *Gate, name string, boot time.Duration) 
 		return err
 	}
 	w.mu.Lock()
-	w.set(name, Container{})
+	w.set(name, dockerapi.Container{})
 	w.mu.Unlock()
 	g.AfterDelete(name)
 	g.BeforeCreate(name)
@@ -165,7 +167,7 @@ func TestRemovedNodesAreNotWaitedFor(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.mu.Lock()
-		w.set(n, Container{})
+		w.set(n, dockerapi.Container{})
 		w.mu.Unlock()
 		g.AfterDelete(n)
 	}
@@ -187,7 +189,7 @@ func TestAStoppedNodeThatIsNotRecreatedIsLetGoAfterTheGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.mu.Lock()
-	w.set("n0", Container{})
+	w.set("n0", dockerapi.Container{})
 	w.mu.Unlock()
 	g.AfterDelete("n0")
 	start := time.Now()
@@ -201,7 +203,7 @@ func TestAStoppedNodeThatIsNotRecreatedIsLetGoAfterTheGrace(t *testing.T) {
 
 func TestRefusesWhileANodeIsMissing(t *testing.T) {
 	w := newWorld("n0", "n1", "n2")
-	w.set("n1", Container{}) // removed by hand, and Pulumi does not know
+	w.set("n1", dockerapi.Container{}) // removed by hand, and Pulumi does not know
 	g := New(w, settings("n0", "n1", "n2"))
 	err := g.BeforeDelete(context.Background(), "n0")
 	if err == nil || !strings.Contains(err.Error(), "node n1 is missing, so n0 must not be stopped") ||

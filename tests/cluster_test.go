@@ -10,10 +10,11 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
-	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 // startCluster runs a config's nodes with plain docker as the stack does:
@@ -25,23 +26,20 @@ func startCluster(t *testing.T, cfg *config.Config, image string) {
 
 // startClusterWith is startCluster with each node's spec changed by edit
 // first (nil: as the stack renders it).
-func startClusterWith(t *testing.T, cfg *config.Config, image string, edit func(*components.ContainerSpec)) {
+func startClusterWith(t *testing.T, cfg *config.Config, image string, edit func(*plan.ContainerSpec)) {
 	t.Helper()
-	CreateNetwork(t, cfg)
+	harness.CreateNetwork(t, harness.Plan(t, cfg).Network)
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
-		spec, err := components.NodeSpec(cfg, i)
-		if err != nil {
-			t.Fatal(err)
-		}
+		spec := harness.Plan(t, cfg).Nodes[i].Spec
 		if edit != nil {
 			edit(&spec)
 		}
-		RunSpec(t, spec, image, cfg.Prefix)
+		harness.RunSpec(t, spec, image, cfg.Prefix)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			WaitHealthy(t, spec.Name, 3*time.Minute)
+			harness.WaitHealthy(t, spec.Name, 3*time.Minute)
 		}()
 	}
 	wg.Wait()
@@ -49,12 +47,9 @@ func startClusterWith(t *testing.T, cfg *config.Config, image string, edit func(
 
 func runNode(t *testing.T, cfg *config.Config, i int, image string) {
 	t.Helper()
-	spec, err := components.NodeSpec(cfg, i)
-	if err != nil {
-		t.Fatal(err)
-	}
-	RunSpec(t, spec, image, cfg.Prefix)
-	WaitHealthy(t, spec.Name, 3*time.Minute)
+	spec := harness.Plan(t, cfg).Nodes[i].Spec
+	harness.RunSpec(t, spec, image, cfg.Prefix)
+	harness.WaitHealthy(t, spec.Name, 3*time.Minute)
 }
 
 // TestIntegrationClusterLifecycle forms a 3-node cluster from the stack's
@@ -66,89 +61,89 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) { parallelLine(t); clusterLifecycle(t, line) })
 	}
 }
 
-func clusterLifecycle(t *testing.T, line Line) {
-	RequireImages(t, line.Image)
+func clusterLifecycle(t *testing.T, line harness.Line) {
+	harness.RequireImages(t, line.Image)
 	cfg := line.Config(t, "rmqha-it-cluster", 237, 49400, nil)
 	ram := cfg.RAMNodesSupported()
 	if ram {
 		cfg = line.Config(t, "rmqha-it-cluster", 237, 49400, map[string]string{config.KeyNodeTypes: `["disc","disc","ram"]`})
 	}
-	RemoveStack(t, cfg.Prefix)
-	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+	harness.RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
 
 	start := time.Now()
 	startCluster(t, cfg, line.Image)
 	t.Logf("3 nodes healthy after %s", time.Since(start).Round(100*time.Millisecond))
 
-	node := func(i int) string { return cfg.NodeName(i) }
-	s := WaitRunning(t, node(0), 3, time.Minute)
-	if ram && (len(s.RAMNodes) != 1 || s.RAMNodes[0] != cfg.ErlangNodeName(2)) {
-		t.Errorf("ram nodes = %v, want [%s]", s.RAMNodes, cfg.ErlangNodeName(2))
+	node := func(i int) string { return plan.NodeNames(cfg.Prefix, i).Container }
+	s := harness.WaitRunning(t, node(0), 3, time.Minute)
+	if ram && (len(s.RAMNodes) != 1 || s.RAMNodes[0] != plan.NodeNames(cfg.Prefix, 2).Erlang) {
+		t.Errorf("ram nodes = %v, want [%s]", s.RAMNodes, plan.NodeNames(cfg.Prefix, 2).Erlang)
 	}
 	if !ram && len(s.RAMNodes) != 0 {
 		t.Errorf("ram nodes = %v on a line without them", s.RAMNodes)
 	}
 
 	// The cookie is a file only rabbitmq can read, and the uploaded copy is root's alone.
-	if got := MustDocker(t, "exec", node(1), "stat", "-c", "%U %a", "/var/lib/rabbitmq/.erlang.cookie", "/opt/rabbitmq-ha/erlang.cookie"); got != "rabbitmq 400\nroot 400" {
+	if got := harness.MustDocker(t, "exec", node(1), "stat", "-c", "%U %a", "/var/lib/rabbitmq/.erlang.cookie", "/opt/rabbitmq-ha/erlang.cookie"); got != "rabbitmq 400\nroot 400" {
 		t.Errorf("cookie owners and modes = %q, want rabbitmq 400 and root 400", got)
 	}
-	if env := MustDocker(t, "inspect", "-f", "{{json .Config.Env}}", node(1)); strings.Contains(env, TestCookie) {
+	if env := harness.MustDocker(t, "inspect", "-f", "{{json .Config.Env}}", node(1)); strings.Contains(env, harness.TestCookie) {
 		t.Error("the cookie is in the container's environment")
 	}
 	// The stack's enabled_plugins: management and prometheus.
-	if plugins := MustDocker(t, "exec", node(2), "rabbitmq-plugins", "-q", "list", "--enabled", "--minimal"); !strings.Contains(plugins, "rabbitmq_management") || !strings.Contains(plugins, "rabbitmq_prometheus") {
+	if plugins := harness.MustDocker(t, "exec", node(2), "rabbitmq-plugins", "-q", "list", "--enabled", "--minimal"); !strings.Contains(plugins, "rabbitmq_management") || !strings.Contains(plugins, "rabbitmq_prometheus") {
 		t.Errorf("enabled plugins = %q", plugins)
 	}
 	// guest does not exist: the admin user replaced it.
-	if users := MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "list_users"); strings.Contains(users, "guest") || !strings.Contains(users, cfg.AdminUser) {
+	if users := harness.MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "list_users"); strings.Contains(users, "guest") || !strings.Contains(users, cfg.AdminUser) {
 		t.Errorf("users = %q, want %s and no guest", users, cfg.AdminUser)
 	}
 
-	p := components.PolicyFor(cfg)
-	MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
+	p := plan.PolicyFor(cfg)
+	harness.MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 	admin := func(i int) string {
-		return WithUser(components.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, TestAdminPassword)
+		return plan.WithUser(plan.EndpointsOf(cfg).Nodes[i], cfg.AdminUser, harness.TestAdminPassword)
 	}
-	conn := Dial(t, admin(1), nil, 30*time.Second)
+	conn := harness.Dial(t, admin(1), nil, 30*time.Second)
 	const queue, n = "it-lifecycle", 200
-	if got := PublishConfirmed(t, conn, queue, n, nil); got != n {
+	if got := harness.PublishConfirmed(t, conn, queue, n, nil); got != n {
 		t.Fatalf("confirmed %d of %d", got, n)
 	}
 	conn.Close()
 
 	// 1. docker restart keeps the node's data and does not join again.
-	MustDocker(t, "restart", node(1))
-	WaitHealthy(t, node(1), 3*time.Minute)
-	logs := Logs(t, node(1))
-	if strings.Count(logs, "starting RabbitMQ with its existing data") != 1 || strings.Contains(LastBoot(logs), "joining") {
+	harness.MustDocker(t, "restart", node(1))
+	harness.WaitHealthy(t, node(1), 3*time.Minute)
+	logs := harness.Logs(t, node(1))
+	if strings.Count(logs, "starting RabbitMQ with its existing data") != 1 || strings.Contains(harness.LastBoot(logs), "joining") {
 		t.Errorf("node 1 after restart, want one start with existing data and no join:\n%s", logs)
 	}
-	WaitRunning(t, node(0), 3, time.Minute)
+	harness.WaitRunning(t, node(0), 3, time.Minute)
 	expectDepth(t, admin(1), queue, n)
 
 	// 2. Re-created on its volume: rejoins without a reset.
-	MustDocker(t, "rm", "-f", node(1))
+	harness.MustDocker(t, "rm", "-f", node(1))
 	runNode(t, cfg, 1, line.Image)
-	if logs := Logs(t, node(1)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+	if logs := harness.Logs(t, node(1)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 		t.Errorf("node 1 re-created on its volume, want existing data and no join:\n%s", logs)
 	}
-	WaitRunning(t, node(0), 3, time.Minute)
+	harness.WaitRunning(t, node(0), 3, time.Minute)
 	expectDepth(t, admin(1), queue, n)
 
 	// 3. Back without its data while the cluster remembers it: forgotten, then joined.
-	MustDocker(t, "rm", "-f", node(1))
-	MustDocker(t, "volume", "rm", components.VolumeName(cfg, 1))
+	harness.MustDocker(t, "rm", "-f", node(1))
+	harness.MustDocker(t, "volume", "rm", plan.NodeNames(cfg.Prefix, 1).Volume)
 	runNode(t, cfg, 1, line.Image)
-	if logs := Logs(t, node(1)); !strings.Contains(logs, "it was forgotten there") {
+	if logs := harness.Logs(t, node(1)); !strings.Contains(logs, "it was forgotten there") {
 		t.Errorf("node 1 on a fresh volume, want it forgotten and rejoined:\n%s", logs)
 	}
-	WaitRunning(t, node(0), 3, time.Minute)
+	harness.WaitRunning(t, node(0), 3, time.Minute)
 	expectDepth(t, admin(1), queue, n)
 
 	// 4. Drained as the rolling replacement does it, through the Docker API:
@@ -157,14 +152,14 @@ func clusterLifecycle(t *testing.T, line Line) {
 	testDrain(t, cfg, line, 2, admin, queue, n)
 }
 
-func testDrain(t *testing.T, cfg *config.Config, line Line, i int, admin func(int) string, queue string, n int) {
+func testDrain(t *testing.T, cfg *config.Config, line harness.Line, i int, admin func(int) string, queue string, n int) {
 	t.Helper()
-	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	docker, err := dockerapi.NewDocker(os.Getenv("DOCKER_HOST"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	name := cfg.NodeName(i)
+	name := plan.NodeNames(cfg.Prefix, i).Container
 	before, err := docker.Inspect(ctx, name)
 	if err != nil || !before.Healthy() {
 		t.Fatalf("inspect %s = %+v, %v; want healthy", name, before, err)
@@ -198,21 +193,21 @@ func testDrain(t *testing.T, cfg *config.Config, line Line, i int, admin func(in
 	}
 	expectDepth(t, admin((i+1)%cfg.Nodes), queue, n)
 
-	MustDocker(t, "restart", name)
-	WaitHealthy(t, name, 3*time.Minute)
-	conn := Dial(t, admin(i), nil, 30*time.Second)
+	harness.MustDocker(t, "restart", name)
+	harness.WaitHealthy(t, name, 3*time.Minute)
+	conn := harness.Dial(t, admin(i), nil, 30*time.Second)
 	conn.Close()
-	WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
+	harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, time.Minute)
 	expectDepth(t, admin(i), queue, n)
 }
 
 func expectDepth(t *testing.T, url, queue string, want int) {
 	t.Helper()
-	conn := Dial(t, url, nil, 30*time.Second)
+	conn := harness.Dial(t, url, nil, 30*time.Second)
 	defer conn.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got := QueueDepth(t, conn, queue)
+		got := harness.QueueDepth(t, conn, queue)
 		if got == want {
 			return
 		}

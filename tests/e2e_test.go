@@ -25,6 +25,8 @@ import (
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 )
 
@@ -33,7 +35,7 @@ import (
 func pulumiCLI(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	cli, missing := PulumiMissing(filepath.Dir(filepath.Dir(file)))
+	cli, missing := harness.PulumiMissing(filepath.Dir(filepath.Dir(file)))
 	if len(missing) > 0 {
 		t.Skipf("end-to-end test needs: %s. On a machine with a registry, `pulumi plugin install` fetches the plugins; here they are not in the Go module proxy.", strings.Join(missing, "; "))
 	}
@@ -50,31 +52,31 @@ type e2eStack struct {
 // startE2E prepares an end-to-end test: skips under -short or without the
 // CLI and plugins, checks the images, cleans the prefix before and after,
 // and returns the configured stack.
-func startE2E(t *testing.T, name, prefix string, line Line, subnet string, portBase int, extra, extraSecrets map[string]string) e2eStack {
+func startE2E(t *testing.T, name, prefix string, line harness.Line, subnet string, portBase int, extra, extraSecrets map[string]string) e2eStack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
 	}
-	RequireImages(t, line.Image, line.HAProxy)
-	cfg := TestValues(prefix, line.Image, subnet, portBase)
+	harness.RequireImages(t, line.Image, line.HAProxy)
+	cfg := harness.TestValues(prefix, line.Image, subnet, portBase)
 	cfg[config.KeyHAProxyImage] = line.HAProxy
 	cfg[config.KeyHAMode] = line.HAMode
 	for k, v := range extra {
 		cfg[k] = v
 	}
-	secrets := TestSecrets()
+	secrets := harness.TestSecrets()
 	for k, v := range extraSecrets {
 		secrets[k] = v
 	}
 	s := newE2EStack(t, name, cfg, secrets)
-	RemoveStack(t, prefix)
-	t.Cleanup(func() { RemoveStack(t, prefix) })
+	harness.RemoveStack(t, prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, prefix) })
 	return s
 }
 
 func newE2EStack(t *testing.T, name string, cfg map[string]string, secrets map[string]string) e2eStack {
 	t.Helper()
-	s, err := InlineStack(context.Background(), pulumiCLI(t), name, t.TempDir(), cfg, secrets)
+	s, err := harness.InlineStack(context.Background(), components.Program, pulumiCLI(t), name, t.TempDir(), cfg, secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,12 +124,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 // the queues' members following), drift repair, idempotent previews and
 // destroy.
 func TestIntegrationE2E(t *testing.T) {
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) { e2eMain(t, line) })
 	}
 }
 
-func e2eMain(t *testing.T, line Line) {
+func e2eMain(t *testing.T, line harness.Line) {
 	prefix := "rmqha-e2e-" + strings.ReplaceAll(line.Name, ".", "")
 	quorum := line.HAMode == config.HAModeQuorum
 	s := startE2E(t, "e2e-"+line.Name, prefix, line, fmt.Sprintf("10.235.%d.0/24", line.Net), 48600+100*line.Net,
@@ -146,7 +148,7 @@ func e2eMain(t *testing.T, line Line) {
 	}
 
 	// The cluster: 3 members, the ha-all policy, the user and its permissions.
-	WaitRunning(t, prefix+"-node-0", 3, time.Minute)
+	harness.WaitRunning(t, plan.NodeNames(prefix, 0).Container, 3, time.Minute)
 	var policies []struct {
 		Name       string         `json:"name"`
 		Vhost      string         `json:"vhost"`
@@ -160,18 +162,18 @@ func e2eMain(t *testing.T, line Line) {
 	}
 	for _, p := range policies {
 		switch {
-		case !quorum && (p.Name != components.MirroredPolicy || p.Definition["ha-mode"] != "all"):
+		case !quorum && (p.Name != plan.MirroredPolicy || p.Definition["ha-mode"] != "all"):
 			t.Errorf("policy %+v, want ha-all", p)
-		case quorum && (p.Name != components.QuorumPolicy || p.ApplyTo != "quorum_queues" || p.Definition["target-group-size"] != float64(3)):
+		case quorum && (p.Name != plan.QuorumPolicy || p.ApplyTo != "quorum_queues" || p.Definition["target-group-size"] != float64(3)):
 			t.Errorf("policy %+v, want quorum-defaults with target-group-size 3", p)
 		}
 	}
-	appConn := Dial(t, WithUser(amqpURL, "app", "app-user-Passw0rd")+"orders", nil, 30*time.Second)
+	appConn := harness.Dial(t, plan.WithUser(amqpURL, "app", "app-user-Passw0rd")+"orders", nil, 30*time.Second)
 	appConn.Close()
 
 	// guest cannot log in, through HAProxy or directly.
 	for _, u := range []string{amqpURL, nodes[0]} {
-		if c, err := amqp.Dial(WithUser(u, "guest", "guest")); err == nil {
+		if c, err := amqp.Dial(plan.WithUser(u, "guest", "guest")); err == nil {
 			c.Close()
 			t.Errorf("guest logged in at %s", u)
 		}
@@ -183,12 +185,12 @@ func e2eMain(t *testing.T, line Line) {
 		t.Fatal("caCertPem is not a PEM certificate")
 	}
 	u, _ := url.Parse(amqpsURL)
-	tlsConn := Dial(t, WithUser(amqpsURL, "admin", TestAdminPassword), &tls.Config{RootCAs: pool, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}, 30*time.Second)
+	tlsConn := harness.Dial(t, plan.WithUser(amqpsURL, "admin", harness.TestAdminPassword), &tls.Config{RootCAs: pool, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}, 30*time.Second)
 	if st := tlsConn.ConnectionState(); st.Version < tls.VersionTLS12 || !st.HandshakeComplete {
 		t.Errorf("TLS state %+v", st)
 	}
 	const queue, n = "e2e-orders", 300
-	if got := PublishConfirmed(t, tlsConn, queue, n, nil); got != n {
+	if got := harness.PublishConfirmed(t, tlsConn, queue, n, nil); got != n {
 		t.Fatalf("confirmed %d of %d over AMQPS", got, n)
 	}
 	tlsConn.Close()
@@ -200,8 +202,8 @@ func e2eMain(t *testing.T, line Line) {
 		t.Errorf("a plainly declared queue is %q, want %s", declared.Type, want)
 	}
 	// A consumer reads directly from a node.
-	direct := Dial(t, WithUser(nodes[2], "admin", TestAdminPassword), nil, 30*time.Second)
-	expectDepth(t, WithUser(nodes[2], "admin", TestAdminPassword), queue, n)
+	direct := harness.Dial(t, plan.WithUser(nodes[2], "admin", harness.TestAdminPassword), nil, 30*time.Second)
+	expectDepth(t, plan.WithUser(nodes[2], "admin", harness.TestAdminPassword), queue, n)
 	direct.Close()
 
 	// Idempotence: preview after up, and a second up, change nothing.
@@ -212,14 +214,14 @@ func e2eMain(t *testing.T, line Line) {
 
 	// Node loss: a publisher with confirms runs through HAProxy while a
 	// non-first node, then the first node, is killed and started again.
-	admin := WithUser(amqpURL, "admin", TestAdminPassword)
+	admin := plan.WithUser(amqpURL, "admin", harness.TestAdminPassword)
 	const stream = "e2e-stream"
-	pub := StartPublisher(admin, stream)
+	pub := harness.StartPublisher(admin, stream)
 	pub.WaitConfirmed(t, 100, 30*time.Second)
-	for _, victim := range []string{prefix + "-node-1", prefix + "-node-0"} {
+	for _, victim := range []string{plan.NodeNames(prefix, 1).Container, plan.NodeNames(prefix, 0).Container} {
 		pub.ResetGap()
 		killed := time.Now()
-		MustDocker(t, "kill", victim)
+		harness.MustDocker(t, "kill", victim)
 		pub.WaitConfirmed(t, 100, 30*time.Second) // publishing resumed
 		_, _, gap := pub.Stats()
 		t.Logf("killed %s: longest gap between confirms %s", victim, gap.Round(10*time.Millisecond))
@@ -228,18 +230,18 @@ func e2eMain(t *testing.T, line Line) {
 				t.Logf("  publisher at +%s: %s", e.At.Sub(killed).Round(10*time.Millisecond), e.What)
 			}
 		}
-		MustDocker(t, "start", victim)
-		WaitHealthy(t, victim, 3*time.Minute)
-		WaitRunning(t, prefix+"-node-2", 3, 2*time.Minute)
-		if logs := LastBoot(Logs(t, victim)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+		harness.MustDocker(t, "start", victim)
+		harness.WaitHealthy(t, victim, 3*time.Minute)
+		harness.WaitRunning(t, plan.NodeNames(prefix, 2).Container, 3, 2*time.Minute)
+		if logs := harness.LastBoot(harness.Logs(t, victim)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s joined again after a restart (a reset):\n%s", victim, logs)
 		}
 	}
 	confirmed, attempted := pub.Stop()
 	depthOf := func(q string) int {
-		c := Dial(t, admin, nil, 30*time.Second)
+		c := harness.Dial(t, admin, nil, 30*time.Second)
 		defer c.Close()
-		return QueueDepth(t, c, q)
+		return harness.QueueDepth(t, c, q)
 	}
 	if d := depthOf(stream); d < confirmed || d > attempted {
 		t.Errorf("%s holds %d messages; %d were confirmed, %d attempted", stream, d, confirmed, attempted)
@@ -248,20 +250,20 @@ func e2eMain(t *testing.T, line Line) {
 	streamDepth := depthOf(stream)
 
 	// Every node restarted at once: the cluster re-forms, the messages stay.
-	nodeNames := []string{prefix + "-node-0", prefix + "-node-1", prefix + "-node-2"}
-	MustDocker(t, append([]string{"stop"}, nodeNames...)...)
-	MustDocker(t, append([]string{"start"}, nodeNames...)...)
+	nodeNames := []string{plan.NodeNames(prefix, 0).Container, plan.NodeNames(prefix, 1).Container, plan.NodeNames(prefix, 2).Container}
+	harness.MustDocker(t, append([]string{"stop"}, nodeNames...)...)
+	harness.MustDocker(t, append([]string{"start"}, nodeNames...)...)
 	for _, n := range nodeNames {
-		WaitHealthy(t, n, 5*time.Minute)
+		harness.WaitHealthy(t, n, 5*time.Minute)
 	}
-	WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
+	harness.WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
 	expectDepth(t, admin, queue, n)
 	expectDepth(t, admin, stream, streamDepth)
 
 	// Scale 3 -> 5 -> 3 by config: new nodes join, removed nodes are
 	// forgotten, no existing node and not HAProxy is re-created (HAProxy
 	// reloads with the new node list), no message is lost.
-	haproxyID := MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy")
+	haproxyID := harness.MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy")
 	scale := func(nodes int) {
 		if err := s.SetConfig(context.Background(), "rabbitmq-ha:nodes", auto.ConfigValue{Value: fmt.Sprint(nodes)}); err != nil {
 			t.Fatal(err)
@@ -270,15 +272,15 @@ func e2eMain(t *testing.T, line Line) {
 		if r := (*res.Summary.ResourceChanges)["replace"]; r != 2 {
 			t.Errorf("scaling to %d replaced %d resources, want the HAProxy config job and the forget job", nodes, r)
 		}
-		if id := MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy"); id != haproxyID {
+		if id := harness.MustDocker(t, "inspect", "-f", "{{.Id}}", prefix+"-haproxy"); id != haproxyID {
 			t.Errorf("scaling to %d re-created HAProxy", nodes)
 		}
-		if cfg := MustDocker(t, "exec", prefix+"-haproxy", "cat", render.HAProxyConfigPath); strings.Count(cfg, ":5672 check") != nodes {
+		if cfg := harness.MustDocker(t, "exec", prefix+"-haproxy", "cat", render.HAProxyConfigPath); strings.Count(cfg, ":5672 check") != nodes {
 			t.Errorf("HAProxy's live haproxy.cfg after scaling to %d:\n%s", nodes, cfg)
 		}
 	}
 	scale(5)
-	WaitRunning(t, nodeNames[0], 5, 2*time.Minute)
+	harness.WaitRunning(t, nodeNames[0], 5, 2*time.Minute)
 	if quorum {
 		// The queues declared on 3 nodes grow to the new target size, 5.
 		start := time.Now()
@@ -287,9 +289,9 @@ func e2eMain(t *testing.T, line Line) {
 	}
 	scale(3)
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(GetClusterStatus(t, nodeNames[0]).Members()) != 3 {
+	for len(harness.GetClusterStatus(t, nodeNames[0]).Members()) != 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("removed nodes not forgotten: %+v", GetClusterStatus(t, nodeNames[0]))
+			t.Fatalf("removed nodes not forgotten: %+v", harness.GetClusterStatus(t, nodeNames[0]))
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -297,7 +299,7 @@ func e2eMain(t *testing.T, line Line) {
 		// One up, and the removed nodes hold no member: theirs were handed
 		// over before they were drained.
 		for q, m := range awaitMembers(t, nodeNames[0], []string{queue, stream}, time.Minute, func(m []string) bool { return len(m) == 3 }) {
-			for _, gone := range []string{"rabbit@" + prefix + "-node-3", "rabbit@" + prefix + "-node-4"} {
+			for _, gone := range []string{plan.NodeNames(prefix, 3).Erlang, plan.NodeNames(prefix, 4).Erlang} {
 				if slices.Contains(m, gone) {
 					t.Errorf("%s keeps a member on the removed %s: %v", q, gone, m)
 				}
@@ -314,19 +316,19 @@ func e2eMain(t *testing.T, line Line) {
 	// back on its volume, with its data.
 	for _, drift := range []struct{ how, node string }{{"rm", nodeNames[2]}, {"stop", nodeNames[1]}} {
 		if drift.how == "rm" {
-			MustDocker(t, "rm", "-f", drift.node)
+			harness.MustDocker(t, "rm", "-f", drift.node)
 		} else {
-			MustDocker(t, "stop", drift.node)
+			harness.MustDocker(t, "stop", drift.node)
 		}
 		if _, err := s.Refresh(context.Background()); err != nil {
 			t.Fatalf("refresh after docker %s %s: %v", drift.how, drift.node, err)
 		}
 		s.up(t)
-		WaitHealthy(t, drift.node, 3*time.Minute)
-		if logs := LastBoot(Logs(t, drift.node)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
+		harness.WaitHealthy(t, drift.node, 3*time.Minute)
+		if logs := harness.LastBoot(harness.Logs(t, drift.node)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s after docker %s, refresh and up, want its existing data and no join:\n%s", drift.node, drift.how, logs)
 		}
-		WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
+		harness.WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
 	}
 	expectDepth(t, admin, queue, n)
 	expectDepth(t, admin, stream, streamDepth)
@@ -342,13 +344,13 @@ func e2eMain(t *testing.T, line Line) {
 	if _, err := s.Destroy(context.Background(), optdestroy.RunProgram(true), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
-	filter := "label=" + components.LabelStack + "=" + prefix
+	filter := "label=" + plan.LabelStack + "=" + prefix
 	for _, what := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}} {
-		if left := MustDocker(t, append(what, "--filter", filter)...); left != "" {
+		if left := harness.MustDocker(t, append(what, "--filter", filter)...); left != "" {
 			t.Errorf("docker %s: left behind after destroy: %s", what[0], left)
 		}
 	}
-	if kept := strings.Fields(MustDocker(t, "volume", "ls", "-q", "--filter", filter)); len(kept) != 3 {
+	if kept := strings.Fields(harness.MustDocker(t, "volume", "ls", "-q", "--filter", filter)); len(kept) != 3 {
 		t.Errorf("volumes after destroy with retainVolumes = %v, want the 3 node volumes", kept)
 	}
 }
@@ -368,7 +370,7 @@ func changes[K ~string](summary map[K]int) string {
 func mgmt(t *testing.T, base, path string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-	req.SetBasicAuth("admin", TestAdminPassword)
+	req.SetBasicAuth("admin", harness.TestAdminPassword)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

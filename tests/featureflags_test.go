@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // TestIntegrationFeatureFlags: once every node is up, every stable feature
@@ -20,30 +21,30 @@ func TestIntegrationFeatureFlags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) {
 			parallelLine(t)
-			RequireImages(t, line.Image)
+			harness.RequireImages(t, line.Image)
 			cfg := line.Config(t, "rmqha-it-flags", 234, 48300, nil)
-			RemoveStack(t, cfg.Prefix)
-			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
-			startClusterWith(t, cfg, line.Image, func(s *components.ContainerSpec) { s.Env["RABBITMQ_FEATURE_FLAGS"] = "quorum_queue" })
-			WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
+			harness.RemoveStack(t, cfg.Prefix)
+			t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
+			startClusterWith(t, cfg, line.Image, func(s *plan.ContainerSpec) { s.Env["RABBITMQ_FEATURE_FLAGS"] = "quorum_queue" })
+			harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, time.Minute)
 			start := time.Now()
 			for i := range cfg.Nodes {
 				var off []string
 				for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
-					off = disabledStableFlags(t, cfg.NodeName(i))
+					off = disabledStableFlags(t, plan.NodeNames(cfg.Prefix, i).Container)
 					if len(off) == 0 || time.Now().After(deadline) {
 						break
 					}
 				}
 				if len(off) > 0 {
-					t.Errorf("node %d: stable feature flags still disabled a minute after the cluster formed: %v\n%s", i, off, Logs(t, cfg.NodeName(i)))
+					t.Errorf("node %d: stable feature flags still disabled a minute after the cluster formed: %v\n%s", i, off, harness.Logs(t, plan.NodeNames(cfg.Prefix, i).Container))
 				}
 			}
 			t.Logf("every stable feature flag enabled on %d nodes, %s after the cluster formed", cfg.Nodes, time.Since(start).Round(100*time.Millisecond))
-			if logs := Logs(t, cfg.NodeName(0)) + Logs(t, cfg.NodeName(1)) + Logs(t, cfg.NodeName(2)); !strings.Contains(logs, "feature flags: every stable flag is enabled") {
+			if logs := harness.Logs(t, plan.NodeNames(cfg.Prefix, 0).Container) + harness.Logs(t, plan.NodeNames(cfg.Prefix, 1).Container) + harness.Logs(t, plan.NodeNames(cfg.Prefix, 2).Container); !strings.Contains(logs, "feature flags: every stable flag is enabled") {
 				t.Errorf("no node logged enabling the flags:\n%s", logs)
 			}
 		})
@@ -53,7 +54,7 @@ func TestIntegrationFeatureFlags(t *testing.T) {
 // disabledStableFlags reads rabbitmqctl list_feature_flags on a node.
 func disabledStableFlags(t *testing.T, container string) []string {
 	t.Helper()
-	raw := MustDocker(t, "exec", container, "rabbitmqctl", "-q", "list_feature_flags", "name", "state", "stability", "--formatter", "json")
+	raw := harness.MustDocker(t, "exec", container, "rabbitmqctl", "-q", "list_feature_flags", "name", "state", "stability", "--formatter", "json")
 	var flags []struct{ Name, State, Stability string }
 	if i := strings.Index(raw, "["); i < 0 || json.Unmarshal([]byte(raw[i:]), &flags) != nil || len(flags) == 0 {
 		t.Fatalf("list_feature_flags on %s: %q", container, raw)

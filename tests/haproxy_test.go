@@ -13,9 +13,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // TestIntegrationHAProxy runs the rendered haproxy.cfg in each line's local
@@ -27,16 +28,16 @@ func TestIntegrationHAProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
 	}
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) { haproxyInFront(t, line) })
 	}
 }
 
-func haproxyInFront(t *testing.T, line Line) {
-	RequireImages(t, line.Image, line.HAProxy)
+func haproxyInFront(t *testing.T, line harness.Line) {
+	harness.RequireImages(t, line.Image, line.HAProxy)
 	cfg := line.Config(t, "rmqha-it-haproxy", 239, 50000, nil)
-	RemoveStack(t, cfg.Prefix)
-	t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+	harness.RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
 	startCluster(t, cfg, line.Image)
 
 	pki, err := testpki.New()
@@ -44,26 +45,23 @@ func haproxyInFront(t *testing.T, line Line) {
 		t.Fatal(err)
 	}
 	installConfig(t, cfg, pki.ServerPEM)
-	spec, err := components.HAProxySpec(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	RunSpec(t, spec, line.HAProxy, cfg.Prefix)
-	WaitHealthy(t, spec.Name, time.Minute)
-	e := components.EndpointsOf(cfg)
-	admin := func(u string) string { return WithUser(u, cfg.AdminUser, TestAdminPassword) }
+	spec := harness.Plan(t, cfg).HAProxy.Spec
+	harness.RunSpec(t, spec, line.HAProxy, cfg.Prefix)
+	harness.WaitHealthy(t, spec.Name, time.Minute)
+	e := plan.EndpointsOf(cfg)
+	admin := func(u string) string { return plan.WithUser(u, cfg.AdminUser, harness.TestAdminPassword) }
 
 	// AMQP through HAProxy.
-	conn := Dial(t, admin(e.AMQP), nil, 30*time.Second)
-	if got := PublishConfirmed(t, conn, "it-haproxy", 50, nil); got != 50 {
+	conn := harness.Dial(t, admin(e.AMQP), nil, 30*time.Second)
+	if got := harness.PublishConfirmed(t, conn, "it-haproxy", 50, nil); got != 50 {
 		t.Errorf("confirmed %d of 50 through HAProxy", got)
 	}
 	conn.Close()
 
 	// AMQPS, verified against the CA and the server name; TLS 1.1 is refused.
 	tlsConf := &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"}
-	tconn := Dial(t, admin(e.AMQPS), tlsConf, 30*time.Second)
-	if got := Drain(t, tconn, "it-haproxy"); got != 50 {
+	tconn := harness.Dial(t, admin(e.AMQPS), tlsConf, 30*time.Second)
+	if got := harness.Drain(t, tconn, "it-haproxy"); got != 50 {
 		t.Errorf("consumed %d of 50 over AMQPS", got)
 	}
 	tconn.Close()
@@ -80,7 +78,7 @@ func haproxyInFront(t *testing.T, line Line) {
 	if resp, err := http.Get(e.Stats); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("stats page without auth: %v %v", resp, err)
 	}
-	if st := serverStates(t, e.Stats, cfg.StatsUser); st[cfg.NodeName(1)] != "UP" {
+	if st := serverStates(t, e.Stats, cfg.StatsUser); st[plan.NodeNames(cfg.Prefix, 1).Container] != "UP" {
 		t.Errorf("server states = %v", st)
 	}
 
@@ -91,12 +89,12 @@ func haproxyInFront(t *testing.T, line Line) {
 	var conns []*amqp.Connection
 	var closed []chan *amqp.Error
 	for range 3 {
-		c := Dial(t, admin(e.AMQP), nil, 30*time.Second)
+		c := harness.Dial(t, admin(e.AMQP), nil, 30*time.Second)
 		conns = append(conns, c)
 		closed = append(closed, c.NotifyClose(make(chan *amqp.Error, 1)))
 	}
 	killed := time.Now()
-	MustDocker(t, "kill", cfg.NodeName(1))
+	harness.MustDocker(t, "kill", plan.NodeNames(cfg.Prefix, 1).Container)
 	shut := 0
 	deadline := time.After(8 * time.Second)
 	for i := 0; i < len(conns) && shut == 0; {
@@ -123,7 +121,7 @@ func haproxyInFront(t *testing.T, line Line) {
 	}
 	// HAProxy marks it down after two failed checks (inter 1s, fastinter 500ms, timeout check 1s).
 	for {
-		st := serverStates(t, e.Stats, cfg.StatsUser)[cfg.NodeName(1)]
+		st := serverStates(t, e.Stats, cfg.StatsUser)[plan.NodeNames(cfg.Prefix, 1).Container]
 		if strings.HasPrefix(st, "DOWN") {
 			t.Logf("HAProxy marked the killed node down after %s", time.Since(killed).Round(100*time.Millisecond))
 			break
@@ -134,8 +132,8 @@ func haproxyInFront(t *testing.T, line Line) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// Publishing through HAProxy goes on.
-	conn = Dial(t, admin(e.AMQP), nil, 10*time.Second)
-	if got := PublishConfirmed(t, conn, "it-haproxy", 20, nil); got != 20 {
+	conn = harness.Dial(t, admin(e.AMQP), nil, 10*time.Second)
+	if got := harness.PublishConfirmed(t, conn, "it-haproxy", 20, nil); got != 20 {
 		t.Errorf("confirmed %d of 20 after the kill", got)
 	}
 	conn.Close()
@@ -145,21 +143,21 @@ func haproxyInFront(t *testing.T, line Line) {
 	// dead node is redispatched at once), as `pulumi refresh` needs right
 	// after a `docker rm`. Node 1 comes back first: with two of three nodes
 	// down, pause_minority would pause the last one.
-	MustDocker(t, "start", cfg.NodeName(1))
-	WaitHealthy(t, cfg.NodeName(1), 3*time.Minute)
-	for serverStates(t, e.Stats, cfg.StatsUser)[cfg.NodeName(1)] != "UP" {
+	harness.MustDocker(t, "start", plan.NodeNames(cfg.Prefix, 1).Container)
+	harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, 1).Container, 3*time.Minute)
+	for serverStates(t, e.Stats, cfg.StatsUser)[plan.NodeNames(cfg.Prefix, 1).Container] != "UP" {
 		time.Sleep(200 * time.Millisecond)
 	}
-	MustDocker(t, "rm", "-f", cfg.NodeName(2))
+	harness.MustDocker(t, "rm", "-f", plan.NodeNames(cfg.Prefix, 2).Container)
 	removed := time.Now()
 	requests := 0
 	for i := 0; time.Since(removed) < 3*time.Second; i++ {
 		req, _ := http.NewRequest(http.MethodGet, e.Management+"/api/overview", nil)
-		req.SetBasicAuth(cfg.AdminUser, TestAdminPassword)
+		req.SetBasicAuth(cfg.AdminUser, harness.TestAdminPassword)
 		req.Close = true // a new connection each time, as a fresh provider makes
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("management API request %d, %s after the node was removed: %v\nHAProxy's log:\n%s", i, time.Since(removed).Round(time.Millisecond), err, MustDocker(t, "logs", "--tail", "15", spec.Name))
+			t.Fatalf("management API request %d, %s after the node was removed: %v\nHAProxy's log:\n%s", i, time.Since(removed).Round(time.Millisecond), err, harness.MustDocker(t, "logs", "--tail", "15", spec.Name))
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -174,11 +172,8 @@ func haproxyInFront(t *testing.T, line Line) {
 // into HAProxy's volume.
 func installConfig(t *testing.T, cfg *config.Config, bundle string) {
 	t.Helper()
-	job, err := components.HAProxyConfigJobSpec(cfg, bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	RunJob(t, job, cfg.HAProxyImage, cfg.Prefix)
+	job := harness.Plan(t, cfg).HAProxy.ConfigJob.WithFile(plan.CertBundlePath, bundle)
+	harness.RunJob(t, job, cfg.HAProxyImage, cfg.Prefix)
 }
 
 // testCertReload installs a new certificate bundle (through the config job,
@@ -194,13 +189,13 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 	pool := old.Pool.Clone()
 	pool.AppendCertsFromPEM([]byte(renewed.CAPEM))
 	conf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	held := Dial(t, amqpsURL, conf, 30*time.Second)
+	held := harness.Dial(t, amqpsURL, conf, 30*time.Second)
 	defer held.Close()
 	u, err := url.Parse(amqpsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe := StartTLSProbe(u.Host, conf, 10*time.Millisecond)
+	probe := harness.StartTLSProbe(u.Host, conf, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	installed := time.Now()
 	installConfig(t, cfg, renewed.ServerPEM)
@@ -219,7 +214,7 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 		t.Errorf("%d certificates served, want the old one then the new one", len(seen))
 	}
 	expectStillPublishing(t, held, "it-haproxy-reload", "the reload")
-	if logs := Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "haproxy.cfg or the certificate bundle changed: reloading") {
+	if logs := harness.Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "haproxy.cfg or the certificate bundle changed: reloading") {
 		t.Errorf("HAProxy's log does not tell of the reload:\n%s", logs)
 	}
 }
@@ -230,7 +225,7 @@ func expectStillPublishing(t *testing.T, held *amqp.Connection, queue, change st
 	t.Helper()
 	if held.IsClosed() {
 		t.Errorf("the AMQPS client connected before %s was disconnected", change)
-	} else if got := PublishConfirmed(t, held, queue, 10, nil); got != 10 {
+	} else if got := harness.PublishConfirmed(t, held, queue, 10, nil); got != 10 {
 		t.Errorf("confirmed %d of 10 on the connection opened before %s", got, change)
 	}
 }
@@ -253,7 +248,7 @@ func leafOf(t *testing.T, bundle string) *x509.Certificate {
 func serverStates(t *testing.T, statsURL, user string) map[string]string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, statsURL+";csv", nil)
-	req.SetBasicAuth(user, TestStatsPassword)
+	req.SetBasicAuth(user, harness.TestStatsPassword)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
@@ -34,7 +36,7 @@ func TestIntegrationQuorumMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		if line.HAMode != config.HAModeQuorum {
 			continue
 		}
@@ -42,25 +44,25 @@ func TestIntegrationQuorumMembership(t *testing.T) {
 	}
 }
 
-func quorumMembership(t *testing.T, line Line) {
-	RequireImages(t, line.Image)
+func quorumMembership(t *testing.T, line harness.Line) {
+	harness.RequireImages(t, line.Image)
 	cfg3 := line.Config(t, "rmqha-it-members", 233, 48000, nil)
 	cfg5 := line.Config(t, "rmqha-it-members", 233, 48000, map[string]string{config.KeyNodes: "5"})
-	RemoveStack(t, cfg3.Prefix)
-	t.Cleanup(func() { RemoveStack(t, cfg3.Prefix) })
-	node := cfg5.NodeName
-	erl := cfg5.ErlangNodeName
+	harness.RemoveStack(t, cfg3.Prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, cfg3.Prefix) })
+	node := func(i int) string { return plan.NodeNames(cfg5.Prefix, i).Container }
+	erl := func(i int) string { return plan.NodeNames(cfg5.Prefix, i).Erlang }
 	direct := func(i int) string {
-		return WithUser(components.EndpointsOf(cfg5).Nodes[i], cfg5.AdminUser, TestAdminPassword)
+		return plan.WithUser(plan.EndpointsOf(cfg5).Nodes[i], cfg5.AdminUser, harness.TestAdminPassword)
 	}
-	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	docker, err := dockerapi.NewDocker(os.Getenv("DOCKER_HOST"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	gate := func(cfg *config.Config) *rolling.Gate {
 		var nodes []string
 		for i := range cfg.Nodes {
-			nodes = append(nodes, cfg.NodeName(i))
+			nodes = append(nodes, plan.NodeNames(cfg.Prefix, i).Container)
 		}
 		return rolling.New(docker, rolling.Settings{
 			Nodes: nodes, Drain: render.DrainCommand(60), Timeout: 3 * time.Minute, Grace: 5 * time.Second,
@@ -68,20 +70,20 @@ func quorumMembership(t *testing.T, line Line) {
 		})
 	}
 	setPolicy := func(cfg *config.Config) {
-		p := components.PolicyFor(cfg)
-		MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
+		p := plan.PolicyFor(cfg)
+		harness.MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 	}
 
 	startCluster(t, cfg3, line.Image)
-	WaitRunning(t, node(0), 3, time.Minute)
+	harness.WaitRunning(t, node(0), 3, time.Minute)
 	// Six queues declared on node 0 before any policy: all led by node 0.
 	var queues []string
 	confirmed := map[string][]string{}
-	conn := Dial(t, direct(0), nil, time.Minute)
+	conn := harness.Dial(t, direct(0), nil, time.Minute)
 	for i := range 6 {
 		q := fmt.Sprintf("members-%d", i)
 		queues = append(queues, q)
-		confirmed[q] = PublishIDs(t, conn, q, q, 100, amqp.Table{"x-queue-type": "quorum"})
+		confirmed[q] = harness.PublishIDs(t, conn, q, q, 100, amqp.Table{"x-queue-type": "quorum"})
 	}
 	conn.Close()
 	if leaders := queueLeaders(t, node(0), queues); len(distinct(leaders)) != 1 {
@@ -93,7 +95,7 @@ func quorumMembership(t *testing.T, line Line) {
 	for i := 3; i < 5; i++ {
 		runNode(t, cfg5, i, line.Image)
 	}
-	WaitRunning(t, node(0), 5, time.Minute)
+	harness.WaitRunning(t, node(0), 5, time.Minute)
 	setPolicy(cfg5)
 	start := time.Now()
 	awaitMembers(t, node(0), queues, 2*time.Minute, func(m []string) bool { return len(m) == 5 })
@@ -106,15 +108,15 @@ func quorumMembership(t *testing.T, line Line) {
 	}
 
 	// A queue of 3 members, two of them on the nodes about to leave.
-	conn = Dial(t, direct(4), nil, time.Minute)
+	conn = harness.Dial(t, direct(4), nil, time.Minute)
 	const narrow = "members-narrow"
 	setPolicy(cfg3)
-	confirmed[narrow] = PublishIDs(t, conn, narrow, narrow, 100, amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": 3})
+	confirmed[narrow] = harness.PublishIDs(t, conn, narrow, narrow, 100, amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": 3})
 	conn.Close()
 	if m := queueInfo(t, node(0))[narrow].Members; !slices.Contains(m, erl(3)) {
-		MustDocker(t, "exec", node(4), "rabbitmq-queues", "-q", "add_member", narrow, erl(3))
+		harness.MustDocker(t, "exec", node(4), "rabbitmq-queues", "-q", "add_member", narrow, erl(3))
 		other := slices.IndexFunc(m, func(n string) bool { return n != erl(4) })
-		MustDocker(t, "exec", node(4), "rabbitmq-queues", "-q", "delete_member", narrow, m[other])
+		harness.MustDocker(t, "exec", node(4), "rabbitmq-queues", "-q", "delete_member", narrow, m[other])
 	}
 	awaitMembers(t, node(0), []string{narrow}, time.Minute, func(m []string) bool {
 		return slices.Contains(m, erl(3)) && slices.Contains(m, erl(4)) && len(m) == 3
@@ -130,9 +132,9 @@ func quorumMembership(t *testing.T, line Line) {
 			t.Fatalf("gate before deleting %s: %v", node(i), err)
 		}
 		t.Logf("scale-down: %s handed over and drained in %s", node(i), time.Since(at).Round(100*time.Millisecond))
-		MustDocker(t, "rm", "-f", node(i))
+		harness.MustDocker(t, "rm", "-f", node(i))
 		g.AfterDelete(node(i))
-		MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "forget_cluster_node", erl(i))
+		harness.MustDocker(t, "exec", node(0), "rabbitmqctl", "-q", "forget_cluster_node", erl(i))
 	}
 	members := awaitMembers(t, node(0), queues, time.Minute, func(m []string) bool { return len(m) == 3 })
 	for q, m := range members {
@@ -142,16 +144,16 @@ func quorumMembership(t *testing.T, line Line) {
 	}
 
 	// Node 2 back on a fresh volume: forgotten, joined, its members back.
-	MustDocker(t, "rm", "-f", node(2))
-	MustDocker(t, "volume", "rm", components.VolumeName(cfg3, 2))
+	harness.MustDocker(t, "rm", "-f", node(2))
+	harness.MustDocker(t, "volume", "rm", plan.NodeNames(cfg3.Prefix, 2).Volume)
 	runNode(t, cfg3, 2, line.Image)
-	WaitRunning(t, node(0), 3, time.Minute)
+	harness.WaitRunning(t, node(0), 3, time.Minute)
 	start = time.Now()
 	awaitMembers(t, node(0), queues, 2*time.Minute, func(m []string) bool { return len(m) == 3 && slices.Contains(m, erl(2)) })
 	t.Logf("fresh volume: node 2 holds a member of every queue again %s after it was healthy", time.Since(start).Round(100*time.Millisecond))
 
 	for _, q := range queues {
-		got := ConsumeIDs(t, direct(1), q, len(confirmed[q]), 10*time.Second, 2*time.Minute)
+		got := harness.ConsumeIDs(t, direct(1), q, len(confirmed[q]), 10*time.Second, 2*time.Minute)
 		if lost, _ := got.Check(confirmed[q]); len(lost) > 0 {
 			t.Errorf("%s: %d of %d confirmed messages lost", q, len(lost), len(confirmed[q]))
 		}
@@ -164,7 +166,7 @@ func queueInfo(t *testing.T, container string) map[string]struct {
 	Members []string
 } {
 	t.Helper()
-	raw := MustDocker(t, "exec", container, "rabbitmqctl", "-q", "list_queues", "name", "leader", "members", "--formatter", "json")
+	raw := harness.MustDocker(t, "exec", container, "rabbitmqctl", "-q", "list_queues", "name", "leader", "members", "--formatter", "json")
 	var rows []struct {
 		Name    string   `json:"name"`
 		Leader  string   `json:"leader"`

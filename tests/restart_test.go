@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // restartOrder is a way a user's nodes get restarted: by `docker restart`,
@@ -76,28 +77,28 @@ func TestIntegrationRestartOrders(t *testing.T) {
 	}
 	runs := restartRuns(t)
 	const messages = 500
-	for _, line := range Lines {
+	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) {
 			parallelLine(t)
-			RequireImages(t, line.Image)
+			harness.RequireImages(t, line.Image)
 			cfg := line.Config(t, "rmqha-it-restart", 232, 47700, nil)
-			RemoveStack(t, cfg.Prefix)
-			t.Cleanup(func() { RemoveStack(t, cfg.Prefix) })
+			harness.RemoveStack(t, cfg.Prefix)
+			t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
 			startCluster(t, cfg, line.Image)
-			WaitRunning(t, cfg.NodeName(0), cfg.Nodes, time.Minute)
-			policy := components.PolicyFor(cfg)
-			MustDocker(t, "exec", cfg.NodeName(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", policy.ApplyTo,
+			harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, time.Minute)
+			policy := plan.PolicyFor(cfg)
+			harness.MustDocker(t, "exec", plan.NodeNames(cfg.Prefix, 0).Container, "rabbitmqctl", "-q", "set_policy", "--apply-to", policy.ApplyTo,
 				policy.Name, policy.Pattern, policy.DefinitionJSON())
-			endpoints := components.EndpointsOf(cfg)
-			direct := func(i int) string { return WithUser(endpoints.Nodes[i], cfg.AdminUser, TestAdminPassword) }
+			endpoints := plan.EndpointsOf(cfg)
+			direct := func(i int) string { return plan.WithUser(endpoints.Nodes[i], cfg.AdminUser, harness.TestAdminPassword) }
 
 			var report []string
 			for _, order := range restartOrders {
 				for run := range runs {
 					declarer := run % cfg.Nodes
 					queue := fmt.Sprintf("restart-%s-%d", order.name, run)
-					conn := Dial(t, direct(declarer), nil, time.Minute)
-					confirmed := PublishIDs(t, conn, queue, queue, messages, nil)
+					conn := harness.Dial(t, direct(declarer), nil, time.Minute)
+					confirmed := harness.PublishIDs(t, conn, queue, queue, messages, nil)
 					conn.Close()
 					if len(confirmed) != messages {
 						t.Fatalf("%s: %d of %d confirmed before the restart", queue, len(confirmed), messages)
@@ -109,13 +110,13 @@ func TestIntegrationRestartOrders(t *testing.T) {
 					restartNodes(t, cfg, sequence, order.together)
 					restarted := time.Since(start)
 					for i := range cfg.Nodes {
-						WaitHealthy(t, cfg.NodeName(i), 3*time.Minute)
+						harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, i).Container, 3*time.Minute)
 					}
-					WaitRunning(t, cfg.NodeName(0), cfg.Nodes, 2*time.Minute)
+					harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, 2*time.Minute)
 					healthy := time.Since(start)
 
 					consumer := (declarer + 1) % cfg.Nodes
-					got := ConsumeIDs(t, direct(consumer), queue, len(confirmed), 15*time.Second, 3*time.Minute)
+					got := harness.ConsumeIDs(t, direct(consumer), queue, len(confirmed), 15*time.Second, 3*time.Minute)
 					served := time.Since(start)
 					lost, dups := got.Check(confirmed)
 					row := fmt.Sprintf("%-13s run %d: leader node-%d, order %v: %d confirmed, %d consumed, %d lost, %d duplicates; restart %.1fs, all healthy %.1fs, drained %.1fs",
@@ -125,7 +126,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 					report = append(report, row)
 					if len(lost) > 0 {
 						t.Errorf("%s: %d confirmed messages lost, first %v\nleader's log:\n%s", queue, len(lost), lost[:min(5, len(lost))],
-							MustDocker(t, "logs", "--tail", "40", cfg.NodeName(leader)))
+							harness.MustDocker(t, "logs", "--tail", "40", plan.NodeNames(cfg.Prefix, leader).Container))
 					}
 					deleteQueue(t, direct(consumer), queue)
 				}
@@ -142,10 +143,10 @@ func restartNodes(t *testing.T, cfg *config.Config, sequence []int, together boo
 	t.Helper()
 	names := make([]string, len(sequence))
 	for k, i := range sequence {
-		names[k] = cfg.NodeName(i)
+		names[k] = plan.NodeNames(cfg.Prefix, i).Container
 	}
 	if !together {
-		MustDocker(t, append([]string{"restart"}, names...)...)
+		harness.MustDocker(t, append([]string{"restart"}, names...)...)
 		return
 	}
 	var wg sync.WaitGroup
@@ -156,7 +157,7 @@ func restartNodes(t *testing.T, cfg *config.Config, sequence []int, together boo
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			_, errs[k] = Docker(ctx, nil, "restart", name)
+			_, errs[k] = harness.Docker(ctx, nil, "restart", name)
 		}()
 	}
 	wg.Wait()
@@ -179,14 +180,14 @@ func queueLeader(t *testing.T, cfg *config.Config, queue string) int {
 			Node string `json:"node"`
 		}
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
-		req.SetBasicAuth(cfg.AdminUser, TestAdminPassword)
+		req.SetBasicAuth(cfg.AdminUser, harness.TestAdminPassword)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&q)
 			resp.Body.Close()
 		}
 		for i := range cfg.Nodes {
-			if q.Node == cfg.ErlangNodeName(i) {
+			if q.Node == plan.NodeNames(cfg.Prefix, i).Erlang {
 				return i
 			}
 		}
@@ -199,7 +200,7 @@ func queueLeader(t *testing.T, cfg *config.Config, queue string) int {
 
 func deleteQueue(t *testing.T, rawURL, queue string) {
 	t.Helper()
-	conn := Dial(t, rawURL, nil, time.Minute)
+	conn := harness.Dial(t, rawURL, nil, time.Minute)
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {

@@ -14,9 +14,10 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 // failoverBudget is the longest a publisher may go without a confirm while
@@ -32,21 +33,21 @@ const failoverBudget = 5 * time.Second
 // RabbitMQ's upgrade matrix (the next line's image, or for the newest line
 // the previous one, a downgrade) is refused before anything changes.
 func TestIntegrationE2ERolling(t *testing.T) {
-	for i, line := range Lines {
-		refused := Lines[(i+1)%len(Lines)]
-		if i == len(Lines)-1 {
-			refused = Lines[i-1]
+	for i, line := range harness.Lines {
+		refused := harness.Lines[(i+1)%len(harness.Lines)]
+		if i == len(harness.Lines)-1 {
+			refused = harness.Lines[i-1]
 		}
 		t.Run(line.Name, func(t *testing.T) { e2eRolling(t, line, refused) })
 	}
 }
 
-func e2eRolling(t *testing.T, line Line, refusedLine Line) {
+func e2eRolling(t *testing.T, line harness.Line, refusedLine harness.Line) {
 	const nodes = 3
 	prefix := "rmqha-roll-" + strings.ReplaceAll(line.Name, ".", "")
 	s := startE2E(t, "e2e-rolling-"+line.Name, prefix, line, fmt.Sprintf("10.236.%d.0/24", line.Net), 49000+100*line.Net, nil, nil)
 	res := s.up(t)
-	WaitRunning(t, prefix+"-node-0", nodes, time.Minute)
+	harness.WaitRunning(t, plan.NodeNames(prefix, 0).Container, nodes, time.Minute)
 	ctx := context.Background()
 
 	// The version guard, with the refused line's HA mode, so that only the
@@ -60,22 +61,22 @@ func e2eRolling(t *testing.T, line Line, refusedLine Line) {
 	}
 	setConfig(t, s, "haMode", line.HAMode)
 
-	image := RelabelImage(t, line.Image, line.Image+"-rolling")
+	image := harness.RelabelImage(t, line.Image, line.Image+"-rolling")
 	setConfig(t, s, "rabbitmqImage", image)
 
-	docker, err := rolling.NewDocker(os.Getenv("DOCKER_HOST"))
+	docker, err := dockerapi.NewDocker(os.Getenv("DOCKER_HOST"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	watch := WatchNodes(docker, prefix, nodes)
-	admin := WithUser(res.Outputs["amqpUrl"].Value.(string), "admin", TestAdminPassword)
+	watch := harness.WatchNodes(docker, prefix, nodes)
+	admin := plan.WithUser(res.Outputs["amqpUrl"].Value.(string), "admin", harness.TestAdminPassword)
 	const stream = "rolling-stream"
 	// Paced at about 50 messages a second: a replaced node's new mirror
 	// synchronises the queue, and classic mirror sync blocks the queue for a
 	// time that grows with its depth (docs/BENCHMARKS.md: 11.9 s at 31,000
 	// messages). An unpaced publisher with no consumer builds a backlog of
 	// 25,000 messages here, and then the budget is missed by design.
-	pub := StartPacedPublisher(admin, stream, 20*time.Millisecond)
+	pub := harness.StartPacedPublisher(admin, stream, 20*time.Millisecond)
 	pub.WaitConfirmed(t, 100, 30*time.Second)
 	pub.ResetGap()
 
@@ -120,15 +121,15 @@ func e2eRolling(t *testing.T, line Line, refusedLine Line) {
 	if gap > failoverBudget {
 		t.Errorf("publishing stalled for %s, over the failover budget %s", gap, failoverBudget)
 	}
-	conn := Dial(t, admin, nil, 30*time.Second)
-	if d := QueueDepth(t, conn, stream); d < confirmed || d > attempted {
+	conn := harness.Dial(t, admin, nil, 30*time.Second)
+	if d := harness.QueueDepth(t, conn, stream); d < confirmed || d > attempted {
 		t.Errorf("%s holds %d messages; %d were confirmed, %d attempted", stream, d, confirmed, attempted)
 	}
 	conn.Close()
-	WaitRunning(t, prefix+"-node-0", nodes, time.Minute)
+	harness.WaitRunning(t, plan.NodeNames(prefix, 0).Container, nodes, time.Minute)
 	for i := 0; i < nodes; i++ {
-		name := fmt.Sprintf("%s-node-%d", prefix, i)
-		if got := MustDocker(t, "inspect", "-f", "{{.Image}}", name); got != MustDocker(t, "image", "inspect", "-f", "{{.Id}}", image) {
+		name := plan.NodeNames(prefix, i).Container
+		if got := harness.MustDocker(t, "inspect", "-f", "{{.Image}}", name); got != harness.MustDocker(t, "image", "inspect", "-f", "{{.Id}}", image) {
 			t.Errorf("%s runs image %s, want %s", name, got, image)
 		}
 	}
@@ -151,15 +152,15 @@ func testRenewal(t *testing.T, s e2eStack, outputs auto.OutputMap) {
 	}
 	conf := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	amqps := outputs["amqpsUrl"].Value.(string)
-	held := Dial(t, WithUser(amqps, "admin", TestAdminPassword), conf, 30*time.Second)
+	held := harness.Dial(t, plan.WithUser(amqps, "admin", harness.TestAdminPassword), conf, 30*time.Second)
 	defer held.Close()
 	u, err := url.Parse(amqps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	haproxy := s.prefix + "-haproxy"
-	before := MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy)
-	probe := StartTLSProbe(u.Host, conf, 10*time.Millisecond)
+	before := harness.MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy)
+	probe := harness.StartTLSProbe(u.Host, conf, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 
 	const name = "rabbitmq.renewal.test"
@@ -181,7 +182,7 @@ func testRenewal(t *testing.T, s e2eStack, outputs auto.OutputMap) {
 	if r := res.Summary.ResourceChanges; r == nil || (*r)["replace"] != 3 {
 		t.Errorf("the renewal's changes = %v, want 3 replaced (the CSR, the certificate, the HAProxy config job)", res.Summary.ResourceChanges)
 	}
-	if after := MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy); after != before {
+	if after := harness.MustDocker(t, "inspect", "-f", "{{.Id}}", haproxy); after != before {
 		t.Error("HAProxy was re-created by the renewal")
 	}
 	expectStillPublishing(t, held, "renewal", "the renewal")
@@ -197,9 +198,9 @@ func testRenewal(t *testing.T, s e2eStack, outputs auto.OutputMap) {
 // the new admin password, and the broker settings apply with it.
 func testRotation(t *testing.T, s e2eStack, amqpURL string, nodes int) {
 	const queue, n = "rotation", 100
-	oldAdmin := WithUser(amqpURL, "admin", TestAdminPassword)
-	conn := Dial(t, oldAdmin, nil, 30*time.Second)
-	if got := PublishConfirmed(t, conn, queue, n, nil); got != n {
+	oldAdmin := plan.WithUser(amqpURL, "admin", harness.TestAdminPassword)
+	conn := harness.Dial(t, oldAdmin, nil, 30*time.Second)
+	if got := harness.PublishConfirmed(t, conn, queue, n, nil); got != n {
 		t.Fatalf("confirmed %d of %d", got, n)
 	}
 	conn.Close()
@@ -213,10 +214,10 @@ func testRotation(t *testing.T, s e2eStack, amqpURL string, nodes int) {
 	start := time.Now()
 	s.up(t)
 	t.Logf("rotated the cookie and the admin password in %s", time.Since(start).Round(100*time.Millisecond))
-	WaitRunning(t, s.prefix+"-node-0", nodes, time.Minute)
+	harness.WaitRunning(t, plan.NodeNames(s.prefix, 0).Container, nodes, time.Minute)
 	for i := 0; i < nodes; i++ {
-		name := fmt.Sprintf("%s-node-%d", s.prefix, i)
-		if got := MustDocker(t, "exec", name, "cat", "/var/lib/rabbitmq/.erlang.cookie"); got != cookie {
+		name := plan.NodeNames(s.prefix, i).Container
+		if got := harness.MustDocker(t, "exec", name, "cat", "/var/lib/rabbitmq/.erlang.cookie"); got != cookie {
 			t.Errorf("%s runs with an old cookie", name)
 		}
 	}
@@ -224,7 +225,7 @@ func testRotation(t *testing.T, s e2eStack, amqpURL string, nodes int) {
 		c.Close()
 		t.Error("the old admin password still logs in")
 	}
-	expectDepth(t, WithUser(amqpURL, "admin", password), queue, n)
+	expectDepth(t, plan.WithUser(amqpURL, "admin", password), queue, n)
 	s.expectNoChanges(t)
 }
 

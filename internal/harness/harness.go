@@ -1,17 +1,21 @@
-// Package tests holds the tests that run real containers: the plugin-free
-// integration tests (plain docker CLI, the stack's own specs and rendered
-// files) and the end-to-end tests (the real Pulumi program through the
-// Automation API).
-package tests
+// Package harness is what the tests and the bench share to run real
+// containers: the second interpreter of the stack's plan (RunSpec runs a
+// plan.ContainerSpec with the docker CLI, as the docker provider would),
+// the supported lines and their local images, AMQP publishers and
+// consumers that count by message ID, the node watcher, and the real
+// Pulumi program through the Automation API (InlineStack).
+package harness
 
 import (
 	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,9 +23,10 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // Local images built by `make images` (images/build.sh).
@@ -55,13 +60,6 @@ var Lines = []Line{
 	{"4.0-quorum", RabbitMQ4Image, config.HAModeQuorum, HAProxy30Image, 1},
 	{"4.3-quorum", RabbitMQ43Image, config.HAModeQuorum, HAProxy32Image, 2},
 }
-
-// parallelLine runs a line's subtest beside the other lines' (t.Parallel),
-// for the tests whose checks are counts and states, not timings: each line
-// has its own prefix, subnet and ports, so the lines never meet, and CI's
-// run fits its time limit. The tests that check a failover budget or a
-// stall (end to end, rolling, HAProxy) run one line at a time.
-func parallelLine(t *testing.T) { t.Parallel() }
 
 // Config is a loaded test config for the line: prefix-<line>, subnet
 // 10.<octet>.<Net>.0/24, ports from portBase + 100*Net.
@@ -116,7 +114,7 @@ func RequireImages(t testing.TB, images ...string) {
 // the stack prefix, so a test starts and ends clean.
 func RemoveStack(t testing.TB, prefix string) {
 	t.Helper()
-	filter := "label=" + components.LabelStack + "=" + prefix
+	filter := "label=" + plan.LabelStack + "=" + prefix
 	if ids := MustDocker(t, "ps", "-aq", "--filter", filter); ids != "" {
 		MustDocker(t, append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...)
 	}
@@ -128,18 +126,50 @@ func RemoveStack(t testing.TB, prefix string) {
 	}
 }
 
-// CreateNetwork creates the stack's network as the Network component does.
-func CreateNetwork(t testing.TB, cfg *config.Config) {
+// Plan is the stack's plan of a config, or the test fails.
+func Plan(t testing.TB, cfg *config.Config) *plan.Plan {
 	t.Helper()
-	MustDocker(t, "network", "create", "--driver", "bridge",
-		"--subnet", cfg.Subnet.String(), "--gateway", cfg.Gateway.String(), "--ip-range", cfg.DynamicRange().String(),
-		"--label", components.LabelStack+"="+cfg.Prefix, cfg.Prefix)
+	p, err := plan.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// CreateNetwork creates the plan's network as the Network component does.
+func CreateNetwork(t testing.TB, n plan.Network) {
+	t.Helper()
+	args := []string{"network", "create", "--driver", "bridge",
+		"--subnet", n.Subnet, "--gateway", n.Gateway, "--ip-range", n.IPRange}
+	for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+		args = append(args, "--label", k+"="+n.Labels[k])
+	}
+	MustDocker(t, append(args, n.Name)...)
 }
 
 // RunSpec creates and starts a container from a spec, as the docker provider
 // would: create, upload the files, start.
-func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
+func RunSpec(t testing.TB, s plan.ContainerSpec, image, network string) {
 	t.Helper()
+	if s.Volume != "" {
+		MustDocker(t, "volume", "create", "--label", plan.LabelStack+"="+s.Labels[plan.LabelStack], s.Volume)
+	}
+	MustDocker(t, CreateArgs(s, image, network)...)
+	files, err := Upload(s.Files, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Docker(ctx, files, "cp", "-", s.Name+":/"); err != nil {
+		t.Fatal(err)
+	}
+	MustDocker(t, "start", s.Name)
+}
+
+// CreateArgs are the `docker create` arguments of a spec's container: the
+// CLI's reading of every field but the files, which Upload packs.
+func CreateArgs(s plan.ContainerSpec, image, network string) []string {
 	args := []string{"create", "--name", s.Name, "--network", network}
 	if s.Hostname != "" {
 		args = append(args, "--hostname", s.Hostname)
@@ -154,42 +184,35 @@ func RunSpec(t testing.TB, s components.ContainerSpec, image, network string) {
 		args = append(args, "-p", fmt.Sprintf("%s:%d:%d/tcp", p.HostIP, p.External, p.Internal))
 	}
 	if s.Volume != "" {
-		MustDocker(t, "volume", "create", "--label", components.LabelStack+"="+s.Labels[components.LabelStack], s.Volume)
 		args = append(args, "-v", s.Volume+":"+s.VolumePath)
 	}
 	if h := s.Health; h != nil && len(h.Test) > 1 && h.Test[0] == "CMD" {
 		args = append(args, "--health-cmd", shellJoin(h.Test[1:]),
-			"--health-interval", h.Interval, "--health-timeout", h.Timeout,
-			"--health-start-period", h.StartPeriod, "--health-retries", strconv.Itoa(h.Retries))
+			"--health-interval", h.Interval.String(), "--health-timeout", h.Timeout.String(),
+			"--health-start-period", h.StartPeriod.String(), "--health-retries", strconv.Itoa(h.Retries))
 	}
 	if s.MemoryMB > 0 {
-		args = append(args, "--memory", fmt.Sprintf("%dm", s.MemoryMB))
+		// Swap equal to memory, as the components set it: no swap.
+		m := fmt.Sprintf("%dm", s.MemoryMB)
+		args = append(args, "--memory", m, "--memory-swap", m)
 	}
 	if s.StopTimeoutSeconds > 0 {
 		args = append(args, "--stop-timeout", strconv.Itoa(s.StopTimeoutSeconds))
 	}
 	args = append(args, "--restart", s.Restart)
-	for k, v := range s.Env {
-		args = append(args, "--env", k+"="+v)
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		args = append(args, "--env", k+"="+s.Env[k])
 	}
-	for k, v := range s.Labels {
-		args = append(args, "--label", k+"="+v)
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		args = append(args, "--label", k+"="+s.Labels[k])
 	}
 	args = append(args, image)
-	args = append(args, s.Command...)
-	MustDocker(t, args...)
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := Docker(ctx, tarOf(t, s.Files), "cp", "-", s.Name+":/"); err != nil {
-		t.Fatal(err)
-	}
-	MustDocker(t, "start", s.Name)
+	return append(args, s.Command...)
 }
 
 // RunJob runs a one-shot spec (a job) to its end, as the provider does
 // with attach, fails the test if it exits non-zero, and removes it.
-func RunJob(t testing.TB, s components.ContainerSpec, image, network string) {
+func RunJob(t testing.TB, s plan.ContainerSpec, image, network string) {
 	t.Helper()
 	RunSpec(t, s, image, network)
 	if code := MustDocker(t, "wait", s.Name); code != "0" {
@@ -198,9 +221,9 @@ func RunJob(t testing.TB, s components.ContainerSpec, image, network string) {
 	MustDocker(t, "rm", s.Name)
 }
 
-// tarOf packs files with their modes, owned by root, as the provider uploads them.
-func tarOf(t testing.TB, files []components.FileSpec) []byte {
-	t.Helper()
+// Upload packs files with their modes, owned by root, as the provider
+// uploads them: the tar `docker cp -` takes, every entry dated modTime.
+func Upload(files []plan.FileSpec, modTime time.Time) ([]byte, error) {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	dirs := map[string]bool{}
@@ -210,26 +233,26 @@ func tarOf(t testing.TB, files []components.FileSpec) []byte {
 			d := strings.Join(parts[:i], "/") + "/"
 			if !dirs[d] {
 				dirs[d] = true
-				if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Now()}); err != nil {
-					t.Fatal(err)
+				if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir, ModTime: modTime}); err != nil {
+					return nil, err
 				}
 			}
 		}
 		mode, err := strconv.ParseInt(f.Mode, 8, 64)
 		if err != nil {
-			t.Fatalf("%s: mode %q: %v", f.Path, f.Mode, err)
+			return nil, fmt.Errorf("%s: mode %q: %w", f.Path, f.Mode, err)
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(f.Path, "/"), Mode: mode, Size: int64(len(f.Content)), ModTime: time.Now()}); err != nil {
-			t.Fatal(err)
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(f.Path, "/"), Mode: mode, Size: int64(len(f.Content)), ModTime: modTime}); err != nil {
+			return nil, err
 		}
 		if _, err := tw.Write([]byte(f.Content)); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return b.Bytes()
+	return b.Bytes(), nil
 }
 
 // shellJoin quotes args for sh -c.
@@ -336,16 +359,17 @@ func PulumiMissing(root string) (cli string, missing []string) {
 	return cli, missing
 }
 
-// InlineStack returns a stack of the real program, components.Program, run
-// inline through the Automation API with the project-local CLI on a file://
+// InlineStack returns a stack of the real program (components.Program, as
+// the caller passes it: the harness interprets the plan and does not import
+// the Pulumi components), run inline through the Automation API with the project-local CLI on a file://
 // backend in stateDir, with the given plain and secret config values.
-func InlineStack(ctx context.Context, cli, name, stateDir string, values, secrets map[string]string) (auto.Stack, error) {
+func InlineStack(ctx context.Context, program pulumi.RunFunc, cli, name, stateDir string, values, secrets map[string]string) (auto.Stack, error) {
 	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: filepath.Dir(filepath.Dir(cli))})
 	if err != nil {
 		return auto.Stack{}, err
 	}
 	project := workspace.Project{Name: "rabbitmq-ha", Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
-	s, err := auto.UpsertStackInlineSource(ctx, name, "rabbitmq-ha", components.Program,
+	s, err := auto.UpsertStackInlineSource(ctx, name, "rabbitmq-ha", program,
 		auto.Pulumi(cmd),
 		auto.Project(project),
 		auto.EnvVars(map[string]string{

@@ -1,7 +1,6 @@
-package tests
+package harness
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -94,10 +93,4 @@ func (p *TLSProbe) Stop() (ok int, failures []string, seen []ServedCert) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ok, p.failures, p.seen
-}
-
-// Fingerprint is a certificate's SHA-256, short, for logs.
-func Fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return fmt.Sprintf("%x", sum[:6])
 }

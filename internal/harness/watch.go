@@ -1,12 +1,12 @@
-package tests
+package harness
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/dockerapi"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // Span is the time one node was out of service: from the moment its old
@@ -28,7 +28,7 @@ type NodeWatch struct {
 }
 
 // WatchNodes looks at nodes 0..n-1 of a prefix every 100 ms until Stop.
-func WatchNodes(docker *rolling.Docker, prefix string, n int) *NodeWatch {
+func WatchNodes(docker *dockerapi.Docker, prefix string, n int) *NodeWatch {
 	w := &NodeWatch{done: make(chan struct{}), MinRunning: n, MinHealthy: n}
 	w.wg.Add(1)
 	go func() {
@@ -39,7 +39,7 @@ func WatchNodes(docker *rolling.Docker, prefix string, n int) *NodeWatch {
 		for {
 			running, healthy := 0, 0
 			for i := 0; i < n; i++ {
-				name := fmt.Sprintf("%s-node-%d", prefix, i)
+				name := plan.NodeNames(prefix, i).Container
 				c, err := docker.Inspect(context.Background(), name)
 				if err != nil {
 					continue

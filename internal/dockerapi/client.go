@@ -1,4 +1,8 @@
-package rolling
+// Package dockerapi is the stack's own Docker Engine API client: the few
+// calls made outside the docker provider, with the standard library alone.
+// It serves the rolling replacement hooks and the version guard (package
+// rolling and components), the tests' node watcher and the bench.
+package dockerapi
 
 import (
 	"bytes"
@@ -11,11 +15,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
-// Docker is an Engine over the Docker Engine API: the few calls the gate
-// makes, with the standard library alone.
+// Docker is a client of one Docker daemon.
 type Docker struct {
 	client *http.Client
 	base   string
@@ -171,4 +175,29 @@ func (d *Docker) call(ctx context.Context, method, path string, in, out any) (in
 		return resp.StatusCode, nil
 	}
 	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Container is what the stack reads of a container.
+type Container struct {
+	// Exists is false when there is no container of that name.
+	Exists bool
+	ID     string
+	// Running is the container's State.Running.
+	Running bool
+	// Health is Docker's health status: starting, healthy or unhealthy.
+	Health string
+	// Env is the container's environment, as NAME=value.
+	Env []string
+}
+
+// Healthy says the container runs and passes its health check.
+func (c Container) Healthy() bool { return c.Exists && c.Running && c.Health == "healthy" }
+
+// EnvValue returns the value of key in a container's environment.
+func (c Container) EnvValue(key string) (string, bool) {
+	i := slices.IndexFunc(c.Env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	if i < 0 {
+		return "", false
+	}
+	return strings.TrimPrefix(c.Env[i], key+"="), true
 }

@@ -1,4 +1,4 @@
-package tests
+package harness
 
 import (
 	"context"
@@ -69,16 +69,6 @@ func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra 
 		t.Fatalf("test config: %v", err)
 	}
 	return cfg
-}
-
-// WithUser adds credentials to an AMQP URL.
-func WithUser(raw, user, password string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	u.User = url.UserPassword(user, password)
-	return u.String()
 }
 
 // Dial connects with retries while a node or HAProxy comes up.
