@@ -78,3 +78,39 @@ func TestLinesSideBySide(t *testing.T) {
 		}
 	}
 }
+
+// TestCriticalPath: the chain goes back from the last resource to finish
+// through the dependency that finished last, not the one that started last.
+func TestCriticalPath(t *testing.T) {
+	t.Parallel()
+	s := func(urn string, start, end float64, deps ...string) span {
+		return span{urn: "u::" + urn, name: urn, start: time.Duration(start * float64(time.Second)), end: time.Duration(end * float64(time.Second)), deps: deps}
+	}
+	tl := timeline{spans: []span{
+		s("network", 0, 1),
+		s("image", 0, 0.5),
+		s("node-0", 1, 9, "u::network", "u::image"),
+		s("node-1", 1.2, 12, "u::network", "u::image"),
+		s("pki", 0, 2),
+		s("haproxy", 12.5, 14, "u::node-0", "u::node-1", "u::pki"),
+		s("policy", 14.2, 15, "u::haproxy", "u::node-0"),
+		s("unrelated", 0, 3),
+	}, up: 16 * time.Second, ready: 17 * time.Second}
+	var names []string
+	for _, p := range tl.criticalPath() {
+		names = append(names, p.name)
+	}
+	if got := strings.Join(names, " > "); got != "network > node-1 > haproxy > policy" {
+		t.Errorf("critical path %s", got)
+	}
+	var b strings.Builder
+	tl.markdown(&b)
+	for _, want := range []string{"| 2 | `node-1` () | 1.2 s | 12.0 s | 10.8 s | 0.2 s |", "1.0 s after the last resource"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+	if svg := tl.svg("t"); !strings.Contains(svg, "policy") || !strings.HasSuffix(svg, "</svg>\n") {
+		t.Errorf("svg: %s", svg)
+	}
+}

@@ -59,6 +59,13 @@ func main() {
 	if err := os.WriteFile(filepath.Join(*out, "bench.svg"), []byte(r.svg()), 0o644); err != nil {
 		lg.Fatal(err)
 	}
+	for _, l := range r.lines {
+		if len(l.trace.spans) > 0 {
+			if err := os.WriteFile(filepath.Join(*out, traceFile(l.line)), []byte(l.trace.svg("one pulumi up, "+l.line.Name)), 0o644); err != nil {
+				lg.Fatal(err)
+			}
+		}
+	}
 	doc := filepath.Join(*out, "BENCHMARKS.md")
 	old, _ := os.ReadFile(doc)
 	if err := os.WriteFile(doc, []byte(r.document(string(old), text)), 0o644); err != nil {
@@ -90,6 +97,7 @@ func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Du
 		return r
 	}
 	r.oursReady = timeReady(line.Name+" ours", runs, ours.upUntilReady, ours.destroy)
+	r.trace = ours.trace
 	r.preview, r.previewChanges = ours.preview()
 	e := ours.endpoints()
 	lg.Printf("%s ours: memory while idle", line.Name)

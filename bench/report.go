@@ -32,6 +32,8 @@ type lineReport struct {
 	throughput                     []throughput
 	rolling                        rollingResult
 	idleMemory, loadMemory         map[string]uint64
+	// trace is one up's timeline (the last of the time-to-ready runs).
+	trace timeline
 }
 
 // Targets of the benchmark issue, for the table's last column.
@@ -108,6 +110,13 @@ func (r *report) markdown() string {
 		w("#### %s\n\n", l.line.Name)
 		l.markdown(&b, r.runs, r.duration)
 		w("\n")
+		if len(l.trace.spans) > 0 {
+			w("##### Where one `pulumi up` spends its time (%s, the last run)\n\n", l.line.Name)
+			w("The critical path: from the resource that finished last, back through the dependency each step waited for. " +
+				"Times are from the start of `up`, as the engine's event stream delivered them.\n\n")
+			l.trace.markdown(&b)
+			w("![timeline of one up, %s](%s)\n\n", l.line.Name, traceFile(l.line))
+		}
 	}
 	return b.String()
 }

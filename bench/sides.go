@@ -13,6 +13,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -139,6 +140,8 @@ type ours struct {
 	stack auto.Stack
 	res   auto.UpResult
 	line  harness.Line
+	// trace is the last up's timeline.
+	trace timeline
 }
 
 func newOurs(line harness.Line) (*ours, string) {
@@ -166,15 +169,23 @@ func (o *ours) upUntilReady() (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := o.stack.Up(ctx)
+	rec := newRecorder(start)
+	res, err := o.stack.Up(ctx, optup.EventStreams(rec.events))
 	if err != nil {
 		return 0, err
 	}
+	upAt := time.Since(start)
 	o.res = res
-	if err := ready(ctx, o.endpoints(), linePolicy(o.line).Name); err != nil {
+	e := o.endpoints()
+	if err := ready(ctx, e, linePolicy(o.line).Name); err != nil {
 		return 0, err
 	}
-	return time.Since(start), nil
+	readyAt := time.Since(start)
+	// The last run's trace is the one reported.
+	if o.trace, err = rec.timeline(ctx, o.stack, upAt, readyAt, e.nodes); err != nil {
+		return 0, fmt.Errorf("trace: %w", err)
+	}
+	return readyAt, nil
 }
 
 func (o *ours) endpoints() endpoints {
