@@ -36,6 +36,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each throughput run")
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
 	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of harness.Lines to measure, by name")
+	readyOnly := flag.Bool("ready-only", false, "time to ready and the trace only (floor, compose recipe, ours), printed; docs/ is left alone")
 	flag.Parse()
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
@@ -48,11 +49,14 @@ func main() {
 		if i < 0 {
 			lg.Fatalf("-lines: %q is not a line of harness.Lines", name)
 		}
-		r.lines = append(r.lines, measureLine(harness.Lines[i], cert, *runs, *duration))
+		r.lines = append(r.lines, measureLine(harness.Lines[i], cert, *runs, *duration, *readyOnly))
 	}
 
 	text := r.markdown()
 	fmt.Print(text)
+	if *readyOnly {
+		return
+	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		lg.Fatal(err)
 	}
@@ -75,8 +79,8 @@ func main() {
 
 // measureLine runs every measurement of one line: the floor, the compose
 // recipe, then the stack.
-func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Duration) *lineReport {
-	r := &lineReport{line: line}
+func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Duration, readyOnly bool) *lineReport {
+	r := &lineReport{line: line, readyOnly: readyOnly}
 	lg.Printf("%s floor: %d runs of 3 plain `docker run` until each accepts AMQP", line.Name, runs)
 	r.floorReady = timeReady(line.Name+" floor", runs, func() (time.Duration, error) { return floor(line) }, floorDown)
 	floorDown()
@@ -85,9 +89,11 @@ func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Du
 	base := newBaseline(cert, line)
 	base.down() // whatever an aborted run left behind
 	r.baselineReady = timeReady(line.Name+" baseline", runs, base.upUntilReady, base.down)
-	lg.Printf("%s baseline: failover", line.Name)
-	r.baselineFailover = failover(base.endpoints())
-	logTrace(line.Name+" baseline: failover", r.baselineFailover.Trace)
+	if !readyOnly {
+		lg.Printf("%s baseline: failover", line.Name)
+		r.baselineFailover = failover(base.endpoints())
+		logTrace(line.Name+" baseline: failover", r.baselineFailover.Trace)
+	}
 	base.down()
 
 	ours, skip := newOurs(line)
@@ -98,6 +104,10 @@ func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Du
 	}
 	r.oursReady = timeReady(line.Name+" ours", runs, ours.upUntilReady, ours.destroy)
 	r.trace = ours.trace
+	if readyOnly {
+		ours.destroy()
+		return r
+	}
 	r.preview, r.previewChanges = ours.preview()
 	e := ours.endpoints()
 	lg.Printf("%s ours: memory while idle", line.Name)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,8 +23,10 @@ type report struct {
 
 // lineReport holds one line's measurements.
 type lineReport struct {
-	line                           harness.Line
-	skipped                        string
+	line    harness.Line
+	skipped string
+	// readyOnly: only the time to ready and the trace were measured.
+	readyOnly                      bool
 	floorReady                     []time.Duration
 	oursReady, baselineReady       []time.Duration
 	preview                        time.Duration
@@ -99,6 +102,16 @@ func (r *report) markdown() string {
 	row("time to ready, floor (3 × `docker run`, unclustered)", func(l *lineReport) string { return secs(median(l.floorReady)) })
 	row("rabbitmq-ha / floor", ours(func(l *lineReport) string { return ratioOf(l.oursReady, l.floorReady) }))
 	row("rabbitmq-ha / compose recipe", ours(func(l *lineReport) string { return ratioOf(l.oursReady, l.baselineReady) }))
+	if slices.ContainsFunc(r.lines, func(l *lineReport) bool { return l.readyOnly }) {
+		w("\n(-ready-only: nothing else measured)\n\n")
+		for _, l := range r.lines {
+			if len(l.trace.spans) > 0 {
+				w("#### %s: where one `pulumi up` spends its time\n\n", l.line.Name)
+				l.trace.markdown(&b)
+			}
+		}
+		return b.String()
+	}
 	row("failover, rabbitmq-ha", ours(func(l *lineReport) string { return fo(l.oursFailover) }))
 	row("failover, compose recipe", func(l *lineReport) string { return fo(l.baselineFailover) })
 	row("throughput through HAProxy, AMQP (confirms)", ours(func(l *lineReport) string { return rate(l.throughput, "HAProxy AMQP") }))
