@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -40,12 +39,12 @@ type milestone struct {
 	at         time.Duration
 }
 
-// recorder collects the engine's events of one up.
+// recorder collects the engine's events of one up. Its goroutine alone
+// writes spans, until the engine closes events; timeline reads them after.
 type recorder struct {
 	t0     time.Time
 	events chan events.EngineEvent
 	done   chan struct{}
-	mu     sync.Mutex
 	spans  map[string]*span
 }
 
@@ -55,7 +54,6 @@ func newRecorder(t0 time.Time) *recorder {
 		defer close(r.done)
 		for e := range r.events {
 			at := time.Since(r.t0)
-			r.mu.Lock()
 			switch {
 			case e.ResourcePreEvent != nil && !e.ResourcePreEvent.Planning:
 				m := e.ResourcePreEvent.Metadata
@@ -65,7 +63,6 @@ func newRecorder(t0 time.Time) *recorder {
 					s.end = at
 				}
 			}
-			r.mu.Unlock()
 		}
 	}()
 	return r

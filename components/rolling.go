@@ -48,7 +48,7 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engi
 		return h, nil
 	}
 	gate := rolling.New(engine, rolling.Settings{
-		Nodes:   p.NodeNames(),
+		Nodes:   p.Containers(),
 		Drain:   render.DrainCommand(drainTimeoutSeconds),
 		Timeout: waitTimeoutSeconds * time.Second,
 		Grace:   rollingGrace,

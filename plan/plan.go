@@ -128,8 +128,8 @@ func New(cfg *config.Config) (*Plan, error) {
 	return p, nil
 }
 
-// NodeNames returns the configured nodes' container names, in order.
-func (p *Plan) NodeNames() []string {
+// Containers returns the configured nodes' container names, in order.
+func (p *Plan) Containers() []string {
 	out := make([]string, len(p.Nodes))
 	for i, n := range p.Nodes {
 		out[i] = n.Container

@@ -148,8 +148,8 @@ func TestNew(t *testing.T) {
 			if p.Network.Name != cfg.Prefix || p.Network.Subnet != cfg.Subnet.String() || p.Network.Labels[LabelStack] != cfg.Prefix {
 				t.Errorf("network %+v", p.Network)
 			}
-			if len(p.Endpoints.Nodes) != c.nodes || !slices.Equal(p.NodeNames(), namesOf(p)) {
-				t.Errorf("endpoints %v, node names %v", p.Endpoints.Nodes, p.NodeNames())
+			if len(p.Endpoints.Nodes) != c.nodes || !slices.Equal(p.Containers(), namesOf(p)) {
+				t.Errorf("endpoints %v, node names %v", p.Endpoints.Nodes, p.Containers())
 			}
 		})
 	}
