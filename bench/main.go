@@ -14,9 +14,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,6 +141,7 @@ type endpoints struct {
 	nodes       []string // node container names
 	members     []string // their RabbitMQ node names
 	amqp, amqps string   // through HAProxy, with credentials
+	management  string   // the management API, with credentials
 	direct      []string // per node, with credentials
 	tls         *tls.Config
 }
@@ -184,36 +188,73 @@ func ready(ctx context.Context, e endpoints, policy string) error {
 	}
 }
 
+// readyOnce is one check of ready, through the management API (one HTTP
+// request each, where rabbitmqctl would boot an Erlang VM on a node that is
+// also serving): every node a running cluster member, the policy present,
+// and a message through HAProxy consumed.
 func readyOnce(ctx context.Context, e endpoints, policy string) bool {
-	out, err := harness.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
-	if err != nil {
+	var nodes []struct {
+		Name    string `json:"name"`
+		Running bool   `json:"running"`
+	}
+	if managementGet(ctx, e.management, "/api/nodes?columns=name,running", &nodes) != nil {
 		return false
 	}
-	for _, n := range e.members {
-		if !strings.Contains(out, n) {
+	running := map[string]bool{}
+	for _, n := range nodes {
+		running[n.Name] = n.Running
+	}
+	for _, m := range e.members {
+		if !running[m] {
 			return false
 		}
 	}
-	if !strings.Contains(out, `"running_nodes":[`) || strings.Count(between(out, `"running_nodes":[`, "]"), "rabbit@") != len(e.members) {
+	if len(running) != len(e.members) {
 		return false
 	}
-	pol, err := harness.Docker(ctx, nil, "exec", e.nodes[0], "rabbitmqctl", "-q", "list_policies")
-	if err != nil || !strings.Contains(pol, policy) {
+	var policies []struct {
+		Name string `json:"name"`
+	}
+	if managementGet(ctx, e.management, "/api/policies/%2F", &policies) != nil {
+		return false
+	}
+	found := false
+	for _, p := range policies {
+		found = found || p.Name == policy
+	}
+	if !found {
 		return false
 	}
 	return roundTrip(e.amqp) == nil
 }
 
-func between(s, start, end string) string {
-	i := strings.Index(s, start)
-	if i < 0 {
-		return ""
+// managementGet decodes the JSON of a management API GET; base carries the
+// credentials (http://user:pass@host:port).
+func managementGet(ctx context.Context, base, path string, into any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	u, err := url.Parse(base)
+	if err != nil {
+		return err
 	}
-	s = s[i+len(start):]
-	if j := strings.Index(s, end); j >= 0 {
-		return s[:j]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		return err
 	}
-	return s
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), pass)
+		req.URL.User = nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
 }
 
 func caPool(pem []byte) *x509.CertPool {

@@ -91,7 +91,9 @@ func (b *baseline) endpoints() endpoints {
 		prefix: baselineProject,
 		amqp:   "amqp://guest:guest@127.0.0.1:" + baselinePrefix + "6729/",
 		amqps:  "amqps://guest:guest@localhost:" + baselinePrefix + "6671/",
-		tls:    &tls.Config{RootCAs: b.cert.Pool, ServerName: "localhost"},
+		// The recipe publishes node 0's management port only.
+		management: "http://guest:guest@127.0.0.1:" + baselinePrefix + "5672",
+		tls:        &tls.Config{RootCAs: b.cert.Pool, ServerName: "localhost"},
 	}
 	for i := range 3 {
 		e.nodes = append(e.nodes, fmt.Sprintf("%s_rmqha_node%d_1", baselineProject, i))
@@ -192,10 +194,11 @@ func (o *ours) endpoints() endpoints {
 	out := func(k string) string { return o.res.Outputs[k].Value.(string) }
 	admin := func(u string) string { return plan.WithUser(u, "admin", harness.TestAdminPassword) }
 	e := endpoints{
-		prefix: oursPrefix,
-		amqp:   admin(out("amqpUrl")),
-		amqps:  admin(out("amqpsUrl")),
-		tls:    &tls.Config{RootCAs: caPool([]byte(out("caCertPem"))), ServerName: "localhost"},
+		prefix:     oursPrefix,
+		amqp:       admin(out("amqpUrl")),
+		amqps:      admin(out("amqpsUrl")),
+		management: admin(out("managementUrl")),
+		tls:        &tls.Config{RootCAs: caPool([]byte(out("caCertPem"))), ServerName: "localhost"},
 	}
 	for i, u := range o.res.Outputs["nodeEndpoints"].Value.([]any) {
 		names := plan.NodeNames(oursPrefix, i)
