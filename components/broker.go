@@ -21,8 +21,9 @@ type BrokerArgs struct {
 	// DependsOn are the healthy nodes and HAProxy.
 	DependsOn []pulumi.Resource
 	// PolicyHooks are bound to the HA policies (the quorum queues settle
-	// after a new target size).
-	PolicyHooks *pulumi.ResourceHookBinding
+	// after a new target size); RootPolicyHooks to the policy of "/", the
+	// one vhost every stack has (its deletion means a destroy).
+	PolicyHooks, RootPolicyHooks *pulumi.ResourceHookBinding
 }
 
 // Broker is the broker's settings, through the management API: vhosts,
@@ -65,7 +66,11 @@ func NewBroker(ctx *pulumi.Context, name string, args *BrokerArgs, opts ...pulum
 		vhosts[v] = vh.Name
 	}
 	for _, v := range args.Plan.VHosts {
-		if err := newPolicy(ctx, name, args.Plan.Policy, v, vhosts[v], append(with, pulumi.ResourceHooks(args.PolicyHooks))); err != nil {
+		hooks := args.PolicyHooks
+		if v == "/" {
+			hooks = args.RootPolicyHooks
+		}
+		if err := newPolicy(ctx, name, args.Plan.Policy, v, vhosts[v], append(with, pulumi.ResourceHooks(hooks))); err != nil {
 			return nil, err
 		}
 	}

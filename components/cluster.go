@@ -48,17 +48,17 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	}
 	lb, err := NewLoadBalancer(ctx, name+"-haproxy", &LoadBalancerArgs{
 		Image: cfg.HAProxyImage, Plan: p.HAProxy, Network: network.Name, ServerPEM: pki.ServerPEM,
-		Nodes: nodes.Containers, Hooks: hooks.haproxy,
 	}, parent)
 	if err != nil {
 		return nil, err
 	}
 	_, err = NewBroker(ctx, name+"-broker", &BrokerArgs{
-		Config:        cfg,
-		Plan:          p.Broker,
-		ManagementURL: pulumi.String(p.Endpoints.Management),
-		DependsOn:     append(containerResources(nodes.Containers), lb.Container),
-		PolicyHooks:   hooks.policy,
+		Config:          cfg,
+		Plan:            p.Broker,
+		ManagementURL:   pulumi.String(p.Endpoints.Management),
+		DependsOn:       append(containerResources(nodes.Containers), lb.Container),
+		PolicyHooks:     hooks.policy,
+		RootPolicyHooks: hooks.rootPolicy,
 	}, parent)
 	if err != nil {
 		return nil, err

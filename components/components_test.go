@@ -334,11 +334,25 @@ func TestHAProxyInputs(t *testing.T) {
 			t.Errorf("HAProxy port %v", o)
 		}
 	}
-	for i := range 3 {
-		if !containsSuffix(h.deps, fmt.Sprintf("rabbitmq-node-%d", i)) {
-			t.Errorf("HAProxy does not depend on node %d", i)
+	// HAProxy starts together with the nodes: it waits for the config job
+	// alone, and its health check for a node answering through it.
+	for _, d := range h.deps {
+		if strings.Contains(d, "rabbitmq-node-") {
+			t.Errorf("HAProxy waits for a node: %s", d)
 		}
 	}
+	health := h.inputs["healthcheck"].ObjectValue()
+	if test := strings.Join(strArray(health["tests"]), " "); !strings.Contains(test, "/dev/tcp/127.0.0.1/15672") || !strings.Contains(test, "HTTP/*") {
+		t.Errorf("HAProxy health check = %s", test)
+	}
+}
+
+func strArray(v resource.PropertyValue) []string {
+	var out []string
+	for _, e := range v.ArrayValue() {
+		out = append(out, e.StringValue())
+	}
+	return out
 }
 
 func TestPKIInputs(t *testing.T) {
@@ -380,6 +394,12 @@ func TestBrokerInputs(t *testing.T) {
 		}
 	}
 	for _, pol := range m.byType("rabbitmq:index/policy:Policy") {
+		// The policies go through HAProxy, once every node is healthy.
+		for _, dep := range []string{"rabbitmq-node-0", "rabbitmq-node-1", "rabbitmq-node-2", "rabbitmq-haproxy"} {
+			if !containsSuffix(pol.deps, dep) {
+				t.Errorf("%s does not depend on %s: %v", pol.name, dep, pol.deps)
+			}
+		}
 		def := pol.inputs["policy"].ObjectValue()
 		d := def["definition"].ObjectValue()
 		if str(t, pol, "name") != plan.MirroredPolicy || def["pattern"].StringValue() != "^" || d["ha-mode"].StringValue() != "all" || d["ha-sync-mode"].StringValue() != "automatic" ||
@@ -525,8 +545,24 @@ func TestRollingHooksBound(t *testing.T) {
 			t.Errorf("%s before-delete hooks = %v", node.name, node.hooks)
 		}
 	}
-	if h := m.container(t, "rabbitmq-haproxy").hooks; !slices.Equal(h, []string{"rabbitmq-ha-dev-haproxy-before-delete"}) {
+	if h := m.container(t, "rabbitmq-haproxy").hooks; len(h) != 0 {
 		t.Errorf("HAProxy before-delete hooks = %v", h)
+	}
+	// The policy of "/" depends on every node, so a destroy deletes it
+	// first: its hook tells the gate. Other vhosts' policies go with their
+	// vhost, in any update.
+	policies := m.byType("rabbitmq:index/policy:Policy")
+	if len(policies) < 2 {
+		t.Fatalf("%d policies; the test config has two vhosts", len(policies))
+	}
+	for _, pol := range policies {
+		want := []string(nil)
+		if pol.name == "rabbitmq-broker-policy-root" {
+			want = []string{"rabbitmq-ha-dev-root-policy-before-delete"}
+		}
+		if !slices.Equal(pol.hooks, want) {
+			t.Errorf("%s before-delete hooks = %v, want %v", pol.name, pol.hooks, want)
+		}
 	}
 	if h := m.container(t, "rabbitmq-node-forget-job").hooks; len(h) != 0 {
 		t.Errorf("forget job hooks = %v", h)

@@ -17,10 +17,6 @@ type LoadBalancerArgs struct {
 	Network pulumi.StringInput
 	// ServerPEM is the PKI's crt bundle for AMQPS.
 	ServerPEM pulumi.StringInput
-	// Nodes are created first, so HAProxy starts with healthy backends.
-	Nodes []*docker.Container
-	// Hooks are bound to the HAProxy container (rolling replacement).
-	Hooks *pulumi.ResourceHookBinding
 }
 
 // LoadBalancer is HAProxy: AMQP and AMQPS over every node, the management
@@ -81,12 +77,13 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 		return true, nil
 	}).(pulumi.BoolOutput)
 
+	// HAProxy starts together with the nodes, not after them: it is healthy
+	// once a node answers through it (plan's HAProxy health check), so its
+	// wait overlaps theirs instead of following it.
 	a := containerArgs(args.Plan.Spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 	a.Wait = pulumi.Bool(true)
 	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
-	lb.Container, err = docker.NewContainer(ctx, name, a, parent,
-		pulumi.DependsOn(append(containerResources(args.Nodes), configJob)),
-		pulumi.ResourceHooks(args.Hooks))
+	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn([]pulumi.Resource{configJob}))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)
 	}

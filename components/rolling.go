@@ -27,23 +27,25 @@ const (
 	settleWait = 90 * time.Second
 )
 
-// rollingHooks binds the rolling replacement gate to the containers: the
+// rollingHooks binds the rolling replacement gate to the resources: the
 // node hooks order node deletions (replacements, and a scale-down's removed
-// nodes, each drained in turn), and HAProxy's delete tells the gate the nodes
-// are going away for good (a destroy deletes HAProxy first; an update
-// replaces HAProxy, on a new HAProxy image, only after every node is done).
+// nodes, each drained in turn), and the deletion of the policy of "/" tells
+// the gate the nodes are going away for good. That policy depends on every
+// node and on HAProxy, so a destroy deletes it before any node; an update
+// deletes it only when it replaces it (a new HA mode), and Pulumi deletes a
+// replaced resource at the end of the update, after every node is done.
 type rollingHooks struct {
-	node    *pulumi.ResourceHookBinding
-	haproxy *pulumi.ResourceHookBinding
+	node *pulumi.ResourceHookBinding
 	// policy settles the quorum queues after the policy's target size
-	// changed: a scale, or a new quorumGroupSize.
-	policy *pulumi.ResourceHookBinding
+	// changed: a scale, or a new quorumGroupSize. rootPolicy does that too,
+	// and its deletion is the destroy's signal.
+	policy, rootPolicy *pulumi.ResourceHookBinding
 }
 
 // newRollingHooks registers the hooks. Without an engine (rollingReplace
 // off) it returns empty bindings: nodes are then replaced all at once.
 func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engine rolling.Engine) (*rollingHooks, error) {
-	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, haproxy: &pulumi.ResourceHookBinding{}, policy: &pulumi.ResourceHookBinding{}}
+	h := &rollingHooks{node: &pulumi.ResourceHookBinding{}, policy: &pulumi.ResourceHookBinding{}, rootPolicy: &pulumi.ResourceHookBinding{}}
 	if engine == nil {
 		return h, nil
 	}
@@ -112,8 +114,8 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engi
 	if err != nil {
 		return nil, err
 	}
-	haproxyDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-haproxy-before-delete", func(*pulumi.ResourceHookArgs) error {
-		gate.Unchecked("HAProxy is being deleted: a destroy, or its replacement (a new image) after every node was done; " +
+	rootPolicyDelete, err := ctx.RegisterResourceHook(cfg.Prefix+"-root-policy-before-delete", func(*pulumi.ResourceHookArgs) error {
+		gate.Unchecked("the policy of vhost / is being deleted: a destroy, or its replacement (a new HA mode) after every node was done; " +
 			"node deletions left in this run (a scale-down or the destroy) go ahead together")
 		return nil
 	}, nil)
@@ -127,7 +129,7 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engi
 		AfterCreate:  []*pulumi.ResourceHook{afterCreate},
 	}
 	h.policy = &pulumi.ResourceHookBinding{AfterUpdate: []*pulumi.ResourceHook{policyUpdated}}
-	h.haproxy = &pulumi.ResourceHookBinding{BeforeDelete: []*pulumi.ResourceHook{haproxyDelete}}
+	h.rootPolicy = &pulumi.ResourceHookBinding{AfterUpdate: []*pulumi.ResourceHook{policyUpdated}, BeforeDelete: []*pulumi.ResourceHook{rootPolicyDelete}}
 	return h, nil
 }
 

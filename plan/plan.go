@@ -76,8 +76,10 @@ const (
 	healthTimeout  = 5 * time.Second
 	healthRetries  = 3
 	// nodeStartPeriod covers a join that backs off while the seed boots.
-	nodeStartPeriod    = 5 * time.Minute
-	haproxyStartPeriod = time.Minute
+	nodeStartPeriod = 5 * time.Minute
+	// haproxyStartPeriod is the nodes': HAProxy starts with them, and is
+	// healthy once one of them answers through it.
+	haproxyStartPeriod = nodeStartPeriod
 )
 
 // erlArgs stop the Erlang schedulers from busy-waiting when idle. Several
@@ -89,6 +91,15 @@ const erlArgs = "+sbwt none +sbwtdcpu none +sbwtdio none"
 // nodeHealth passes once the cluster script has joined the node (ReadyFile)
 // while AMQP still accepts connections.
 var nodeHealth = []string{"CMD", "bash", "-c", "test -f " + render.ReadyFile + " && exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.AMQPPort)}
+
+// haproxyHealth passes once a RabbitMQ node answers HTTP through HAProxy's
+// management frontend (any status: no credentials are sent). HAProxy starts
+// together with the nodes, and the broker settings go through that
+// frontend, so `pulumi up` applies them only after this passes: HAProxy
+// routes only to nodes it has not seen fail, and the nodes are healthy
+// by then. A listening frontend alone would pass with every node down.
+var haproxyHealth = []string{"CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.ManagementPort) +
+	` && printf 'GET /api/overview HTTP/1.0\r\n\r\n' >&3 && read -r -t 4 status <&3 && [[ $status == HTTP/* ]]`}
 
 // New returns the plan of a validated config.
 func New(cfg *config.Config) (*Plan, error) {
@@ -252,11 +263,9 @@ func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
 		Files:      []FileSpec{scriptFile},
 		Volume:     volume,
 		VolumePath: render.HAProxyConfDir,
-		// Healthy once the management frontend listens: the broker settings
-		// go through it, so `pulumi up` waits for this.
 		Health: &HealthSpec{
-			Test:     []string{"CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/" + strconv.Itoa(render.ManagementPort)},
-			Interval: healthInterval, Timeout: healthTimeout, StartPeriod: haproxyStartPeriod, Retries: healthRetries,
+			Test: haproxyHealth, Interval: healthInterval, Timeout: healthTimeout,
+			StartPeriod: haproxyStartPeriod, Retries: healthRetries,
 		},
 		Restart: cfg.RestartPolicy,
 		Labels:  labels(cfg.Prefix, RoleHAProxy, nil),

@@ -29,6 +29,12 @@ func startCluster(t *testing.T, cfg *config.Config, image string) {
 func startClusterWith(t *testing.T, cfg *config.Config, image string, edit func(*plan.ContainerSpec)) {
 	t.Helper()
 	harness.CreateNetwork(t, harness.Plan(t, cfg).Network)
+	startNodes(t, cfg, image, edit)
+}
+
+// startNodes is startClusterWith on a network that exists.
+func startNodes(t *testing.T, cfg *config.Config, image string, edit func(*plan.ContainerSpec)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Nodes; i++ {
 		spec := harness.Plan(t, cfg).Nodes[i].Spec

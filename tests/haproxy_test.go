@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,10 @@ func haproxyInFront(t *testing.T, line harness.Line) {
 	cfg := line.Config(t, "rmqha-it-haproxy", 239, 50000, nil)
 	harness.RemoveStack(t, cfg.Prefix)
 	t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
-	startCluster(t, cfg, line.Image)
+	harness.CreateNetwork(t, harness.Plan(t, cfg).Network)
 
+	// HAProxy starts before the nodes, as the stack starts it with them,
+	// and is not healthy until a node answers through it.
 	pki, err := testpki.New()
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +50,8 @@ func haproxyInFront(t *testing.T, line harness.Line) {
 	installConfig(t, cfg, pki.ServerPEM)
 	spec := harness.Plan(t, cfg).HAProxy.Spec
 	harness.RunSpec(t, spec, line.HAProxy, cfg.Prefix)
+	expectUnhealthyProbe(t, spec.Name)
+	startNodes(t, cfg, line.Image, nil)
 	harness.WaitHealthy(t, spec.Name, time.Minute)
 	e := plan.EndpointsOf(cfg)
 	admin := func(u string) string { return plan.WithUser(u, cfg.AdminUser, harness.TestAdminPassword) }
@@ -270,4 +275,22 @@ func serverStates(t *testing.T, statsURL, user string) map[string]string {
 		}
 	}
 	return states
+}
+
+// expectUnhealthyProbe waits for a container's first health probes and
+// fails unless they failed and the container is not healthy.
+func expectUnhealthyProbe(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out := harness.MustDocker(t, "inspect", "-f", "{{.State.Health.Status}} {{range .State.Health.Log}}{{.ExitCode}} {{end}}", name)
+		if f := strings.Fields(out); len(f) >= 3 {
+			if f[0] == "healthy" || slices.Contains(f[1:], "0") {
+				t.Fatalf("%s passed its health check with no node running: %s", name, out)
+			}
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s ran fewer than 2 health probes in 30 s", name)
 }
