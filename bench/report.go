@@ -331,7 +331,7 @@ func (r *report) document(old, table string) string {
 	gen := beginMarker + "\n" +
 		"Command: `make bench` (`go run ./bench -runs " + fmt.Sprint(r.runs) + " -duration " + r.duration.String() + "`).\n\n" +
 		"The baseline is the classic docker-compose recipe in `bench/baseline`, on the same local images (on 4.3, which has no RAM nodes, it joins disc nodes). " +
-		"Ready means: every node in `cluster_status`, the line's HA policy present (ha-all, or quorum-defaults), and a message published through HAProxy consumed. " +
+		"Ready means: every node a running member in the management API's `/api/nodes`, the line's HA policy present (ha-all, or quorum-defaults), and a message published through HAProxy consumed. " +
 		"Ours is `pulumi up` from an empty stack, the program compiled in (Automation API, inline). " +
 		"The floor is 3 nodes of the same image started in parallel with plain `docker run`, unclustered, until each accepts AMQP: measured in the same run.\n\n" +
 		table + "\n![time to ready and throughput](bench.svg)\n" + endMarker
