@@ -161,6 +161,10 @@ var (
 	QuorumDefaultSince = Version{3, 13}
 	// MirroringRemovedIn removed classic queue mirroring (haMode mirrored).
 	MirroringRemovedIn = Version{4, 0}
+	// DiscoveryByUptimeSince is the first line seen here whose peer
+	// discovery joins the longest-running candidate, the node itself
+	// included (3.10's never picks itself; 3.13 is not measured).
+	DiscoveryByUptimeSince = Version{4, 0}
 	// KhepriOnlySince keeps metadata in Khepri alone: no Mnesia, no RAM nodes.
 	KhepriOnlySince = Version{4, 3}
 )

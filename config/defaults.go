@@ -78,6 +78,13 @@ const maxQuorumGroupSize = 7
 // cluster_formation.node_type = ram. An unversioned tag is taken as current.
 func (c *Config) RAMNodesSupported() bool { return !c.Khepri() }
 
+// SeedStartsFirst reports whether a fresh non-seed node must start its
+// Erlang VM after the seed's, so peer discovery joins the seed rather than
+// the node itself (DiscoveryByUptimeSince; an unversioned tag is current).
+func (c *Config) SeedStartsFirst() bool {
+	return !c.RabbitMQVersion.Known() || c.RabbitMQVersion.AtLeast(DiscoveryByUptimeSince)
+}
+
 // Khepri reports whether the image's RabbitMQ keeps its metadata in Khepri
 // only (4.3 and later; an unversioned tag is taken as current): no Mnesia,
 // so no RAM nodes, no partition-handling strategy, no cluster_nodes.config.

@@ -163,6 +163,7 @@ func nodeFilesOf(cfg *config.Config) (nodeFiles, error) {
 		Seed:       NodeNames(cfg.Prefix, 0).Erlang,
 		PeerPrefix: PeerPrefix(cfg.Prefix),
 		MaxNodes:   config.MaxNodes,
+		SeedFirst:  cfg.SeedStartsFirst(),
 	})
 	if err != nil {
 		return nodeFiles{}, err

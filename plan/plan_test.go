@@ -224,3 +224,27 @@ func namesOf(p *Plan) []string {
 	}
 	return out
 }
+
+// TestSeedFirst: where peer discovery joins the longest-running candidate
+// (4.x), a fresh non-seed node waits for the seed's container before it
+// starts RabbitMQ; on 3.10, whose discovery never picks the node itself, it
+// starts at once, as before.
+func TestSeedFirst(t *testing.T) {
+	for image, want := range map[string]string{
+		"rabbitmq:3.10-local": "readonly SEED_FIRST=false",
+		"rabbitmq:4.0-local":  "readonly SEED_FIRST=true",
+		"rabbitmq:4.3-local":  "readonly SEED_FIRST=true",
+	} {
+		values := map[string]string{config.KeyRabbitMQImage: image}
+		if image != "rabbitmq:3.10-local" {
+			values[config.KeyHAMode] = config.HAModeQuorum
+		}
+		p, err := New(load(t, values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if script := file(t, p.Nodes[1].Spec, render.ScriptPath); !strings.Contains(script, want+"\n") {
+			t.Errorf("%s: the cluster script lacks %q", image, want)
+		}
+	}
+}

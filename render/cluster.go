@@ -38,6 +38,9 @@ type ClusterData struct {
 	PeerPrefix string
 	// MaxNodes bounds the peer probe.
 	MaxNodes int
+	// SeedFirst: a fresh non-seed node starts RabbitMQ only after the
+	// seed's container runs (config.Config.SeedStartsFirst).
+	SeedFirst bool
 }
 
 // ClusterScript renders cluster.sh.
