@@ -83,8 +83,24 @@ func haproxyInFront(t *testing.T, line harness.Line) {
 	if resp, err := http.Get(e.Stats); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("stats page without auth: %v %v", resp, err)
 	}
-	if st := serverStates(t, e.Stats, cfg.StatsUser); st[plan.NodeNames(cfg.Prefix, 1).Container] != "UP" {
-		t.Errorf("server states = %v", st)
+	// HAProxy started before the nodes, so it saw them fail and marks each
+	// UP again once it passes 2 checks (downinter 2s, fastinter 500ms).
+	var st map[string]string
+	for start := time.Now(); ; time.Sleep(250 * time.Millisecond) {
+		st = serverStates(t, e.Stats, cfg.StatsUser)
+		up := 0
+		for i := range cfg.Nodes {
+			if st[plan.NodeNames(cfg.Prefix, i).Container] == "UP" {
+				up++
+			}
+		}
+		if up == cfg.Nodes {
+			t.Logf("every server UP %s after the first look at the stats page", time.Since(start).Round(10*time.Millisecond))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("server states after 10 s = %v", st)
+		}
 	}
 
 	testCertReload(t, cfg, pki, admin(e.AMQPS))
