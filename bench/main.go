@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,23 +227,15 @@ func readyOnce(ctx context.Context, e endpoints, policy string) bool {
 	return roundTrip(e.amqp) == nil
 }
 
-// managementGet decodes the JSON of a management API GET; base carries the
-// credentials (http://user:pass@host:port).
+// managementGet decodes the JSON of a management API GET. base carries the
+// credentials (http://user:pass@host:port), which net/http sends as basic
+// auth.
 func managementGet(ctx context.Context, base, path string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	u, err := url.Parse(base)
-	if err != nil {
-		return err
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path, nil)
 	if err != nil {
 		return err
-	}
-	if u.User != nil {
-		pass, _ := u.User.Password()
-		req.SetBasicAuth(u.User.Username(), pass)
-		req.URL.User = nil
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
