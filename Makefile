@@ -10,7 +10,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 PULUMI := bin/pulumi
 
-.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench smoke env secret admin-password outputs next
+.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench reliability smoke env secret admin-password outputs next
 
 # The stack config Pulumi reads: the tracked Pulumi.$(STACK).yaml (plain
 # settings) merged with the generated secrets in .state/ (tools/stackconfig).
@@ -136,6 +136,12 @@ lint:
 LINES ?= 3.10-mirrored,4.3-quorum
 bench: images $(PULUMI)
 	go run ./bench -lines $(LINES)
+
+## reliability: the fault matrix (partitions, HAProxy killed and restarted) on every line (LINES=all or names); writes docs/RELIABILITY.md. make test runs it on the default line
+RELIABILITY_LINES ?= all
+reliability: images
+	go test -count=1 -timeout 60m -v -run TestIntegrationReliability ./tests \
+		-args -reliability.lines=$(RELIABILITY_LINES) -reliability.report=$(CURDIR)/docs/RELIABILITY.md
 
 ci:
 	bash .ci/run

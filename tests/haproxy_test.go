@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -268,21 +269,33 @@ func leafOf(t *testing.T, bundle string) *x509.Certificate {
 // serverStates reads the AMQP backend's server states from the stats CSV.
 func serverStates(t *testing.T, statsURL, user string) map[string]string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, statsURL+";csv", nil)
-	req.SetBasicAuth(user, harness.TestStatsPassword)
-	resp, err := http.DefaultClient.Do(req)
+	states, err := statsServerStates(statsURL, user)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return states
+}
+
+// statsServerStates is serverStates that returns its error.
+func statsServerStates(statsURL, user string) (map[string]string, error) {
+	req, err := http.NewRequest(http.MethodGet, statsURL+";csv", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(user, harness.TestStatsPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stats page: %s", resp.Status)
+		return nil, fmt.Errorf("stats page: %s", resp.Status)
 	}
 	r := csv.NewReader(resp.Body)
 	r.FieldsPerRecord = -1
 	rows, err := r.ReadAll()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	states := map[string]string{}
 	for _, row := range rows {
@@ -290,7 +303,7 @@ func serverStates(t *testing.T, statsURL, user string) map[string]string {
 			states[row[1]] = row[17]
 		}
 	}
-	return states
+	return states, nil
 }
 
 // expectUnhealthyProbe waits for a container's first health probes and

@@ -189,7 +189,9 @@ func WaitRunning(t testing.TB, container string, want int, timeout time.Duration
 
 // Publisher publishes persistent messages with publisher confirms, one at a
 // time, until stopped, reconnecting whenever its connection fails: a
-// producer as a careful application writes it.
+// producer as a careful application writes it. Every message carries a
+// unique MessageId (<queue>-<n>), and the publisher keeps the IDs the
+// broker confirmed, for the ID-based check (Consumed.Check).
 type Publisher struct {
 	url, queue string
 	pace       time.Duration
@@ -198,6 +200,7 @@ type Publisher struct {
 	mu        sync.Mutex
 	confirmed int
 	attempted int
+	ids       []string // the confirmed message IDs, in order
 	lastOK    time.Time
 	maxGap    time.Duration // the longest time between two confirms
 	stalls    []Stall
@@ -277,7 +280,7 @@ func (p *Publisher) session(conn *amqp.Connection) string {
 	if err := ch.Confirm(false); err != nil {
 		return "confirm.select: " + err.Error()
 	}
-	for i := 0; ; i++ {
+	for {
 		select {
 		case <-p.stop:
 			return ""
@@ -285,10 +288,11 @@ func (p *Publisher) session(conn *amqp.Connection) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
 		p.mu.Lock()
+		id := fmt.Sprintf("%s-%d", p.queue, p.attempted)
 		p.attempted++
 		p.mu.Unlock()
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", p.queue, false, false, amqp.Publishing{
-			DeliveryMode: amqp.Persistent, Body: []byte(fmt.Sprintf("publisher message %d", i)),
+			DeliveryMode: amqp.Persistent, MessageId: id, Body: []byte(id),
 		})
 		if err != nil {
 			cancel()
@@ -315,6 +319,7 @@ func (p *Publisher) session(conn *amqp.Connection) string {
 		}
 		p.lastOK = now
 		p.confirmed++
+		p.ids = append(p.ids, id)
 		p.mu.Unlock()
 		if p.pace > 0 {
 			time.Sleep(p.pace)
@@ -347,6 +352,13 @@ func (p *Publisher) Stats() (confirmed, attempted int, maxGap time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.confirmed, p.attempted, p.maxGap
+}
+
+// ConfirmedIDs returns the IDs of every message the broker confirmed so far.
+func (p *Publisher) ConfirmedIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.ids...)
 }
 
 // ResetGap starts measuring the longest gap afresh.

@@ -1,0 +1,404 @@
+package tests
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+)
+
+// The fault matrix (issue 16). CI runs it on the default line; `make
+// reliability` runs every line and writes docs/RELIABILITY.md.
+var (
+	reliabilityLines  = flag.String("reliability.lines", "4.3-quorum", "lines the fault matrix runs on: comma-separated line names, or all")
+	reliabilityReport = flag.String("reliability.report", "", "write the fault matrix's tables to this Markdown file")
+)
+
+// Budgets every fault case is held to.
+const (
+	// partitionHold is how long a partition lasts.
+	partitionHold = 30 * time.Second
+	// healBudget bounds the time from the fault's end to a cluster whose
+	// every node runs, sees every other and passes its health check, with
+	// HAProxy sending to each.
+	healBudget = 90 * time.Second
+	// resumeBudget bounds the time from the fault's end to the publisher's
+	// next 50 confirms.
+	resumeBudget = 30 * time.Second
+)
+
+// faultStack is a line's stack as the fault cases see it: nodes, HAProxy
+// and the HA policy, run from the stack's own specs.
+type faultStack struct {
+	cfg     *config.Config
+	amqp    string // through HAProxy, as the admin
+	haproxy string // its container
+}
+
+func (s faultStack) node(i int) string { return plan.NodeNames(s.cfg.Prefix, i).Container }
+
+// faultCase injects one fault, checks the behaviour during it, and removes
+// it; the matrix runs each under load and measures the rest.
+type faultCase struct {
+	name string
+	// fault breaks the stack, checks what the cut-off side does (and says
+	// it, where the case has one), and returns what repairs the fault.
+	fault func(t *testing.T, s faultStack) (minority string, repair func())
+}
+
+var faultCases = []faultCase{
+	{"partition: node 1 disconnected for 30 s", func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 1) }},
+	{"partition: the seed (node 0) disconnected for 30 s", func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 0) }},
+	{"partition: HAProxy cut off from node 2 for 30 s", isolateHAProxyFromNode2},
+	{"HAProxy's process killed (SIGKILL)", killHAProxy},
+	{"HAProxy restarted (docker restart)", func(t *testing.T, s faultStack) (string, func()) {
+		harness.MustDocker(t, "restart", "-t", "5", s.haproxy)
+		return "", func() {}
+	}},
+}
+
+// faultRow is one case's measurement.
+type faultRow struct {
+	Case string
+	harness.LoadResult
+	Heal time.Duration
+	// Minority is what the cut-off side did, where the case has one.
+	Minority string
+}
+
+var faultRows = struct {
+	sync.Mutex
+	byLine map[string][]faultRow
+}{byLine: map[string][]faultRow{}}
+
+// TestIntegrationReliability runs each fault case under load (a publisher
+// with confirms and a consumer, both through HAProxy) and counts by message
+// ID: every confirmed ID must be consumed. Each case must heal without a
+// manual step within healBudget, and publishing must resume.
+func TestIntegrationReliability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
+	}
+	lines := selectLines(t, *reliabilityLines)
+	for _, line := range lines {
+		t.Run(line.Name, func(t *testing.T) { reliability(t, line) })
+	}
+	if *reliabilityReport != "" {
+		if err := os.WriteFile(*reliabilityReport, []byte(reliabilityMarkdown(lines, faultRows.byLine, machine(), time.Now())), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", *reliabilityReport)
+	}
+}
+
+// selectLines reads -reliability.lines.
+func selectLines(t *testing.T, names string) []harness.Line {
+	if names == "all" {
+		return harness.Lines
+	}
+	var out []harness.Line
+	for _, n := range strings.Split(names, ",") {
+		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == n })
+		if i < 0 {
+			t.Fatalf("-reliability.lines: %q is not a line (%s)", n, lineNames())
+		}
+		out = append(out, harness.Lines[i])
+	}
+	return out
+}
+
+func lineNames() string {
+	var n []string
+	for _, l := range harness.Lines {
+		n = append(n, l.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func reliability(t *testing.T, line harness.Line) {
+	harness.RequireImages(t, line.Image, line.HAProxy)
+	cfg := line.Config(t, "rmqha-it-faults", 240, 50300, nil)
+	harness.RemoveStack(t, cfg.Prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
+	harness.CreateNetwork(t, harness.Plan(t, cfg).Network)
+	pki, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	installConfig(t, cfg, pki.ServerPEM)
+	harness.RunSpec(t, harness.Plan(t, cfg).HAProxy.Spec, line.HAProxy, cfg.Prefix)
+	startNodes(t, cfg, line.Image, nil)
+	s := faultStack{cfg: cfg, amqp: plan.WithUser(plan.EndpointsOf(cfg).AMQP, cfg.AdminUser, harness.TestAdminPassword),
+		haproxy: harness.Plan(t, cfg).HAProxy.Spec.Name}
+	p := plan.PolicyFor(cfg)
+	harness.MustDocker(t, "exec", s.node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
+	harness.WaitHealthy(t, s.haproxy, time.Minute)
+	awaitHealed(t, s, time.Minute)
+
+	for i, c := range faultCases {
+		t.Run(c.name, func(t *testing.T) {
+			row := runFault(t, s, c, fmt.Sprintf("faults-%d", i))
+			faultRows.Lock()
+			faultRows.byLine[line.Name] = append(faultRows.byLine[line.Name], row)
+			faultRows.Unlock()
+		})
+	}
+}
+
+// runFault runs one case under load and checks what every case promises.
+func runFault(t *testing.T, s faultStack, c faultCase, queue string) faultRow {
+	load := harness.StartLoad(s.amqp, queue, 5*time.Millisecond)
+	load.Pub.WaitConfirmed(t, 200, 30*time.Second)
+	load.Pub.ResetGap()
+	start := time.Now()
+	minority, repair := c.fault(t, s)
+	repair()
+	repaired := time.Now()
+	heal := awaitHealed(t, s, healBudget)
+	if n, ok := load.Pub.AwaitConfirmed(50, resumeBudget); !ok {
+		t.Errorf("publishing did not resume: %d confirms in the %s after the repair", n, resumeBudget)
+	}
+	res := load.Finish(2 * time.Minute)
+	row := faultRow{Case: c.name, LoadResult: res, Heal: heal, Minority: minority}
+	t.Logf("%d confirmed (%d attempted), %d consumed, %d lost, %d duplicates; longest gap in confirms %s; healed %s after the repair (fault lasted %s)",
+		res.Confirmed, res.Attempted, res.Consumed, len(res.Lost), res.Duplicates, res.MaxGap.Round(10*time.Millisecond),
+		heal.Round(100*time.Millisecond), repaired.Sub(start).Round(100*time.Millisecond))
+	for _, e := range load.Pub.Events() {
+		if e.At.After(start) {
+			t.Logf("  publisher at +%s: %s", e.At.Sub(start).Round(10*time.Millisecond), e.What)
+		}
+	}
+	if len(res.Lost) > 0 {
+		t.Errorf("%d confirmed messages were never consumed, e.g. %v", len(res.Lost), res.Lost[:min(5, len(res.Lost))])
+	}
+	return row
+}
+
+// partitionNode disconnects node i from the stack's network for
+// partitionHold and checks that it stops serving writes as its line
+// defines: pause_minority stops RabbitMQ on a Mnesia line; on Khepri a
+// metadata write on the minority cannot commit.
+func partitionNode(t *testing.T, s faultStack, i int) (minority string, repair func()) {
+	name := s.node(i)
+	ip := harness.Plan(t, s.cfg).Nodes[i].Spec.IP
+	pid := harness.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", name)
+	harness.MustDocker(t, "network", "disconnect", s.cfg.Prefix, name)
+	cut := time.Now()
+	// The node's hostname resolves to its address, which left with the
+	// network: put the address on its loopback, so its own CLI (the probe
+	// below) still reaches it. Nothing else can reach it there.
+	loopback := func(op string) {
+		if out, err := hostCommand("nsenter", "-t", pid, "-n", "ip", "addr", op, ip+"/32", "dev", "lo"); err != nil {
+			t.Fatalf("ip addr %s %s on %s's loopback: %v: %s", op, ip, name, err, out)
+		}
+	}
+	loopback("add")
+	repair = func() {
+		if held := time.Since(cut); held < partitionHold {
+			time.Sleep(partitionHold - held)
+		}
+		loopback("del")
+		harness.MustDocker(t, "network", "connect", "--ip", ip, s.cfg.Prefix, name)
+	}
+	if s.cfg.Khepri() {
+		// A write that needs the Raft majority: refused, or never committed.
+		t.Cleanup(func() {
+			_, _ = harness.Docker(context.Background(), nil, "exec", s.node(0), "rabbitmqctl", "-q", "delete_vhost", "partition-probe")
+		})
+		out, err := rabbitmqctl(name, 20*time.Second, "add_vhost", "partition-probe")
+		if err == nil {
+			t.Errorf("%s, cut off, accepted a metadata write: %s", name, out)
+			return "accepted a metadata write", repair
+		}
+		t.Logf("%s, cut off: add_vhost failed after %s: %v", name, time.Since(cut).Round(100*time.Millisecond), err)
+		return fmt.Sprintf("refused a metadata write (Khepri, no Raft majority): %s", firstLine(out)), repair
+	}
+	// pause_minority: RabbitMQ stops on the cut-off node once it sees the
+	// others gone (the Erlang VM stays up, so rabbitmqctl still answers).
+	for time.Since(cut) < partitionHold-2*time.Second {
+		if out, _ := rabbitmqctl(name, 5*time.Second, "eval", "rabbit:is_running()."); out == "false" {
+			return fmt.Sprintf("paused %s after the cut (pause_minority)", time.Since(cut).Round(100*time.Millisecond)), repair
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("%s, cut off for %s, did not pause (pause_minority)", name, time.Since(cut).Round(time.Second))
+	return "did not pause", repair
+}
+
+// rabbitmqctl runs rabbitmqctl -q in a node's container, given timeout.
+func rabbitmqctl(container string, timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
+	defer cancel()
+	secs := strconv.Itoa(int(timeout.Seconds()))
+	return harness.Docker(ctx, nil, append([]string{"exec", container, "rabbitmqctl", "-q", "-t", secs}, args...)...)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// isolateHAProxyFromNode2 drops every packet from HAProxy to node 2 (a
+// blackhole route in HAProxy's network namespace, set from the host) for
+// partitionHold: HAProxy marks node 2 down and sends to the others, and
+// the cluster itself stays whole.
+func isolateHAProxyFromNode2(t *testing.T, s faultStack) (minority string, repair func()) {
+	ip := harness.Plan(t, s.cfg).Nodes[2].Spec.IP
+	pid := harness.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", s.haproxy)
+	route := func(op string) {
+		if out, err := hostCommand("nsenter", "-t", pid, "-n", "ip", "route", op, "blackhole", ip+"/32"); err != nil {
+			t.Fatalf("ip route %s blackhole %s in HAProxy's namespace: %v: %s", op, ip, err, out)
+		}
+	}
+	route("add")
+	cut := time.Now()
+	var down time.Duration
+	for time.Since(cut) < partitionHold {
+		if st, err := statsServerStates(plan.EndpointsOf(s.cfg).Stats, s.cfg.StatsUser); err == nil && st[s.node(2)] == "DOWN" && down == 0 {
+			down = time.Since(cut)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if down == 0 {
+		t.Errorf("HAProxy did not mark %s down while cut off from it", s.node(2))
+		return "HAProxy never marked node 2 down", func() { route("del") }
+	}
+	return fmt.Sprintf("HAProxy marked node 2 down %s after the cut", down.Round(100*time.Millisecond)), func() { route("del") }
+}
+
+// killHAProxy kills HAProxy's process from the host, as a crash would: the
+// restart policy brings the container back.
+func killHAProxy(t *testing.T, s faultStack) (string, func()) {
+	pid := harness.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", s.haproxy)
+	if out, err := hostCommand("kill", "-KILL", pid); err != nil {
+		t.Fatalf("kill HAProxy (pid %s): %v: %s", pid, err, out)
+	}
+	return "", func() {}
+}
+
+// hostCommand runs a command on the test's host.
+func hostCommand(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// awaitHealed waits until HAProxy is healthy and every node runs, sees
+// every node running, passes its health check and is UP in HAProxy, and
+// returns how long that took.
+func awaitHealed(t *testing.T, s faultStack, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var why, last string
+	for time.Since(start) < timeout {
+		if why = unhealed(s); why == "" {
+			return time.Since(start)
+		}
+		if why != last {
+			t.Logf("  at +%s: %s", time.Since(start).Round(100*time.Millisecond), why)
+			last = why
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("not healed %s after the repair: %s", timeout, why)
+	return 0
+}
+
+// unhealed says what is not healed yet, or "".
+func unhealed(s faultStack) string {
+	health := func(name string) string {
+		out, _ := harness.Docker(context.Background(), nil, "inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}", name)
+		return out
+	}
+	if h := health(s.haproxy); h != "running healthy" {
+		return "HAProxy is " + h
+	}
+	states, err := statsServerStates(plan.EndpointsOf(s.cfg).Stats, s.cfg.StatsUser)
+	if err != nil {
+		return "HAProxy's stats page: " + err.Error()
+	}
+	for i := range s.cfg.Nodes {
+		name := s.node(i)
+		if h := health(name); h != "running healthy" {
+			return name + " is " + h
+		}
+		out, err := rabbitmqctl(name, 8*time.Second, "eval", "length(rabbit_nodes:list_running()).")
+		if n, _ := strconv.Atoi(out); err != nil || n != s.cfg.Nodes {
+			return fmt.Sprintf("%s sees %q running nodes (%v)", name, out, err)
+		}
+		if states[name] != "UP" {
+			return fmt.Sprintf("HAProxy has %s %s", name, states[name])
+		}
+	}
+	return ""
+}
+
+// reliabilityMarkdown is docs/RELIABILITY.md: one table per line, with the
+// command and the machine it ran on.
+func reliabilityMarkdown(lines []harness.Line, rows map[string][]faultRow, machine string, at time.Time) string {
+	var b strings.Builder
+	b.WriteString("# Reliability: faults beyond a crash\n\n")
+	b.WriteString("Generated by `make reliability` (`go test ./tests -run TestIntegrationReliability -args -reliability.lines=all -reliability.report=...`); do not edit by hand.\n\n")
+	fmt.Fprintf(&b, "Run on %s, %s.\n\n", at.UTC().Format("2006-01-02 15:04 MST"), machine)
+	b.WriteString("Each case runs under load: a publisher with confirms (persistent messages, one in flight, 5 ms apart) and a consumer with manual acks, both through HAProxy, on a fresh queue of the line's HA mode. " +
+		"Every message carries a unique ID; **lost** counts the confirmed IDs the consumer never received, **duplicates** the deliveries beyond an ID's first. " +
+		"The **longest gap** is the longest time between two confirms from the fault on. " +
+		"**Heal** is the time from the fault's end (the network reconnected, the route removed; for HAProxy, the kill or restart itself) until HAProxy is healthy and every node runs, sees every node running, passes its health check and is UP in HAProxy. " +
+		"Each case is also a test (`TestIntegrationReliability`) that fails on any loss, on a heal slower than " + healBudget.String() + ", or on publishing that does not resume within " + resumeBudget.String() + ".\n")
+	for _, l := range lines {
+		fmt.Fprintf(&b, "\n## %s\n\n", l.Name)
+		b.WriteString("| case | confirmed | consumed | lost | duplicates | longest gap | heal | the cut-off side |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, r := range rows[l.Name] {
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %.1f s | %.1f s | %s |\n", r.Case, r.Confirmed, r.Consumed, len(r.Lost), r.Duplicates,
+				r.MaxGap.Seconds(), r.Heal.Seconds(), orDash(r.Minority))
+		}
+		if len(rows[l.Name]) < len(faultCases) {
+			fmt.Fprintf(&b, "\n%d of %d cases finished on this line; the test log says why.\n", len(rows[l.Name]), len(faultCases))
+		}
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// machine describes the host for the report.
+func machine() string {
+	kernel, _ := hostCommand("uname", "-r")
+	docker, _ := harness.Docker(context.Background(), nil, "version", "-f", "{{.Server.Version}}")
+	return fmt.Sprintf("Linux %s, %d cores, Docker Engine %s", kernel, runtime.NumCPU(), docker)
+}
+
+// TestReliabilityMarkdown checks the report's table against known rows.
+func TestReliabilityMarkdown(t *testing.T) {
+	rows := map[string][]faultRow{"4.3-quorum": {{Case: "HAProxy restarted (docker restart)", LoadResult: harness.LoadResult{
+		Confirmed: 900, Consumed: 901, Lost: []string{"q-7"}, Duplicates: 2, MaxGap: 2345 * time.Millisecond}, Heal: 3210 * time.Millisecond}}}
+	md := reliabilityMarkdown(harness.Lines[2:], rows, "a test machine", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	for _, want := range []string{
+		"Run on 2026-12-03 12:00 UTC, a test machine.",
+		"## 4.3-quorum",
+		"| HAProxy restarted (docker restart) | 900 | 901 | 1 | 2 | 2.3 s | 3.2 s | - |",
+		fmt.Sprintf("1 of %d cases finished", len(faultCases)),
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
