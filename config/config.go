@@ -77,6 +77,11 @@ type Config struct {
 
 	// MemoryLimitMB is each node's memory limit.
 	MemoryLimitMB int
+	// DiskFreeLimitMB is the free disk space below which a node raises its
+	// disk alarm.
+	DiskFreeLimitMB int
+	// NetTicktimeSeconds is Erlang's net_ticktime on every node.
+	NetTicktimeSeconds int
 	// RestartPolicy is the Docker restart policy of every container.
 	RestartPolicy string
 	// RetainVolumes keeps the node volumes on destroy and on scale-down.

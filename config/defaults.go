@@ -48,6 +48,9 @@ func applyDefaults(c *Config, project, stack string) []string {
 		}
 	}
 	c.RabbitMQVersion = ImageVersion(c.RabbitMQImage)
+	if c.DiskFreeLimitMB == 0 {
+		c.DiskFreeLimitMB = c.MemoryLimitMB
+	}
 	if c.HAMode == "" {
 		c.HAMode = HAModeQuorum
 		if c.RabbitMQVersion.Known() && !c.RabbitMQVersion.AtLeast(QuorumDefaultSince) {

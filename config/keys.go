@@ -1,5 +1,7 @@
 package config
 
+import "strconv"
+
 // Key documents one config key. Keys is the single source of truth for the
 // key names, their types, defaults and descriptions: Pulumi.yaml's schema and
 // the README's config reference are checked against it by tests.
@@ -36,6 +38,8 @@ const (
 	KeyNodeAMQPPortBase = "nodeAmqpPortBase"
 	KeyMetricsPortBase  = "metricsPortBase"
 	KeyMemoryLimitMB    = "memoryLimitMb"
+	KeyNetTicktime      = "netTicktimeSeconds"
+	KeyDiskFreeLimitMB  = "diskFreeLimitMb"
 	KeyRestartPolicy    = "restartPolicy"
 	KeyRetainVolumes    = "retainVolumes"
 	KeyRollingReplace   = "rollingReplace"
@@ -63,6 +67,8 @@ const (
 	DefaultHAProxyImage = "haproxy:3.2"
 	// DefaultSubnet is the recipe's bridge subnet.
 	DefaultSubnet = "10.9.0.0/16"
+	// DefaultNetTicktime is the net_ticktime the nodes run with.
+	DefaultNetTicktime = 15
 	// DefaultHostIP keeps every published port off external interfaces.
 	DefaultHostIP = "127.0.0.1"
 )
@@ -88,6 +94,8 @@ var Keys = []Key{
 	{KeyNodeAMQPPortBase, "integer", "56720", false, "Host port of node 0's direct AMQP listener; node i gets this plus i."},
 	{KeyMetricsPortBase, "integer", "56780", false, "Host port of node 0's Prometheus endpoint (rabbitmq_prometheus, :15692 in the container); node i gets this plus i."},
 	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). RabbitMQ's memory watermark is computed from it."},
+	{KeyDiskFreeLimitMB, "integer", "0", false, "Free disk space, in MB, below which a node raises its disk alarm and blocks every publisher in the cluster (RabbitMQ's disk_free_limit), at least 50. 0: the node's memory limit, the least RabbitMQ's production checklist advises."},
+	{KeyNetTicktime, "integer", strconv.Itoa(DefaultNetTicktime), false, "Erlang's net_ticktime, in seconds (5 to 120): a node cut off from the others is seen as down after 0.75 to 1.25 times this. Erlang's default, 60, leaves a 30 s partition unseen: pause_minority never pauses, and a queue leader on the cut-off node keeps its clients waiting."},
 	{KeyRestartPolicy, "string", "unless-stopped", false, "Docker restart policy of every container: no, on-failure, always or unless-stopped."},
 	{KeyRetainVolumes, "boolean", "false", false, "Keep node data volumes when nodes are removed or the stack is destroyed."},
 	{KeyRollingReplace, "boolean", "true", false, "Replace node containers one at a time when a change re-creates them (image, rabbitmq.conf, uploads): each is drained first, and the next waits until it is healthy again. Uses resource hooks, so `pulumi destroy` needs --run-program. false replaces them all at once."},

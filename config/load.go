@@ -71,6 +71,8 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 			MetricsBase:  p.integer(KeyMetricsPortBase),
 		},
 		MemoryLimitMB:           p.integer(KeyMemoryLimitMB),
+		DiskFreeLimitMB:         p.integer(KeyDiskFreeLimitMB),
+		NetTicktimeSeconds:      p.integer(KeyNetTicktime),
 		RestartPolicy:           p.str(KeyRestartPolicy),
 		RetainVolumes:           p.boolean(KeyRetainVolumes),
 		RollingReplace:          p.boolean(KeyRollingReplace),

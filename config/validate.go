@@ -46,6 +46,13 @@ const minPasswordLen = 12
 // minMemoryMB is the least memory a node with the management plugin runs in.
 const minMemoryMB = 256
 
+// The bounds of net_ticktime: below 5 s a busy host's scheduling pauses
+// read as partitions; above 120 s a cut-off node goes unseen for minutes.
+const minNetTicktime, maxNetTicktime = 5, 120
+
+// minDiskFreeLimitMB is RabbitMQ's own default, meant for development.
+const minDiskFreeLimitMB = 50
+
 func (c *Config) validate() []*FieldError {
 	var v validator
 	q := strconv.Quote
@@ -104,6 +111,12 @@ func (c *Config) validate() []*FieldError {
 
 	if c.MemoryLimitMB < minMemoryMB {
 		v.fail(KeyMemoryLimitMB, strconv.Itoa(c.MemoryLimitMB), fmt.Sprintf("is below %d MiB, too little for a node with the management plugin", minMemoryMB))
+	}
+	if c.DiskFreeLimitMB < minDiskFreeLimitMB {
+		v.fail(KeyDiskFreeLimitMB, strconv.Itoa(c.DiskFreeLimitMB), fmt.Sprintf("is below %d MB: a node would fill its disk before it blocks publishers", minDiskFreeLimitMB))
+	}
+	if c.NetTicktimeSeconds < minNetTicktime || c.NetTicktimeSeconds > maxNetTicktime {
+		v.fail(KeyNetTicktime, strconv.Itoa(c.NetTicktimeSeconds), fmt.Sprintf("must be %d to %d seconds: below, a busy host's pauses read as partitions; above, a cut-off node goes unseen for minutes", minNetTicktime, maxNetTicktime))
 	}
 	if !slices.Contains(restartPolicies, c.RestartPolicy) {
 		v.fail(KeyRestartPolicy, q(c.RestartPolicy), "must be one of no, on-failure, always, unless-stopped")

@@ -193,6 +193,8 @@ func node(cfg *config.Config, files nodeFiles, i int) (Node, error) {
 		Quorum:           cfg.HAMode == config.HAModeQuorum,
 		Mnesia:           !cfg.Khepri(),
 		MemoryLimitBytes: int64(cfg.MemoryLimitMB) << 20,
+		DiskFreeLimitMB:  cfg.DiskFreeLimitMB,
+		NetTicktime:      cfg.NetTicktimeSeconds,
 	})
 	if err != nil {
 		return Node{}, err

@@ -32,6 +32,10 @@ type RabbitMQData struct {
 	Mnesia bool
 	// MemoryLimitBytes is the container's memory limit.
 	MemoryLimitBytes int64
+	// DiskFreeLimitMB is the free space below which the disk alarm rises.
+	DiskFreeLimitMB int
+	// NetTicktime is Erlang's net_ticktime, in seconds.
+	NetTicktime int
 }
 
 // RabbitMQConf renders a node's rabbitmq.conf.

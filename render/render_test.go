@@ -103,12 +103,12 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 
 func TestRabbitMQConf(t *testing.T) {
 	t.Parallel()
-	seed, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-0", NodeType: "disc", Mnesia: true, MemoryLimitBytes: 512 << 20})
+	seed, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-0", NodeType: "disc", Mnesia: true, MemoryLimitBytes: 512 << 20, DiskFreeLimitMB: 512, NetTicktime: 15})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, seed, Header, "listeners.tcp.default = 5672", "cluster_partition_handling = pause_minority",
-		"total_memory_available_override_value = 536870912", "loopback_users.guest = true")
+		"total_memory_available_override_value = 536870912", "loopback_users.guest = true", "net_ticktime = 15", "disk_free_limit.absolute = 512MB")
 	mustNotContain(t, seed, "cluster_formation", "default_queue_type")
 
 	other, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-2", Seed: "rabbit@s-node-0", NodeType: "ram", Quorum: true, MemoryLimitBytes: 1 << 30})

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -46,6 +47,8 @@ type faultStack struct {
 	cfg     *config.Config
 	amqp    string // through HAProxy, as the admin
 	haproxy string // its container
+	pki     testpki.PKI
+	load    *harness.Load // the running case's
 }
 
 func (s faultStack) node(i int) string { return plan.NodeNames(s.cfg.Prefix, i).Container }
@@ -68,6 +71,9 @@ var faultCases = []faultCase{
 		harness.MustDocker(t, "restart", "-t", "5", s.haproxy)
 		return "", func() {}
 	}},
+	{"disk alarm, then a full disk, on node 2", diskAlarm},
+	{"bad input at the edges", refusedAtTheEdge},
+	{"a connection flood beyond HAProxy's maxconn", connectionFlood},
 }
 
 // faultRow is one case's measurement.
@@ -75,8 +81,9 @@ type faultRow struct {
 	Case string
 	harness.LoadResult
 	Heal time.Duration
-	// Minority is what the cut-off side did, where the case has one.
-	Minority string
+	// Observed is what the case saw during the fault: what the cut-off
+	// side did, or how bad input was refused.
+	Observed string
 }
 
 var faultRows = struct {
@@ -130,7 +137,7 @@ func lineNames() string {
 
 func reliability(t *testing.T, line harness.Line) {
 	harness.RequireImages(t, line.Image, line.HAProxy)
-	cfg := line.Config(t, "rmqha-it-faults", 240, 50300, nil)
+	cfg := line.Config(t, "rmqha-it-faults", 240, 50300, map[string]string{config.KeyDiskFreeLimitMB: strconv.Itoa(diskLimitMB)})
 	harness.RemoveStack(t, cfg.Prefix)
 	t.Cleanup(func() { harness.RemoveStack(t, cfg.Prefix) })
 	harness.CreateNetwork(t, harness.Plan(t, cfg).Network)
@@ -140,13 +147,19 @@ func reliability(t *testing.T, line harness.Line) {
 	}
 	installConfig(t, cfg, pki.ServerPEM)
 	harness.RunSpec(t, harness.Plan(t, cfg).HAProxy.Spec, line.HAProxy, cfg.Prefix)
-	startNodes(t, cfg, line.Image, nil)
 	s := faultStack{cfg: cfg, amqp: plan.WithUser(plan.EndpointsOf(cfg).AMQP, cfg.AdminUser, harness.TestAdminPassword),
-		haproxy: harness.Plan(t, cfg).HAProxy.Spec.Name}
+		haproxy: harness.Plan(t, cfg).HAProxy.Spec.Name, pki: pki}
+	smallVolume(t, s, 2)
+	startNodes(t, cfg, line.Image, nil)
 	p := plan.PolicyFor(cfg)
 	harness.MustDocker(t, "exec", s.node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
 	harness.WaitHealthy(t, s.haproxy, time.Minute)
 	awaitHealed(t, s, time.Minute)
+	// The rendered net_ticktime is the one the nodes run with: partitions
+	// are seen within the cases' 30 s.
+	if out, err := rabbitmqctl(s.node(1), 10*time.Second, "eval", "net_kernel:get_net_ticktime()."); err != nil || out != strconv.Itoa(cfg.NetTicktimeSeconds) {
+		t.Fatalf("net_ticktime on %s = %q (%v), want %d", s.node(1), out, err, cfg.NetTicktimeSeconds)
+	}
 
 	for i, c := range faultCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -161,6 +174,7 @@ func reliability(t *testing.T, line harness.Line) {
 // runFault runs one case under load and checks what every case promises.
 func runFault(t *testing.T, s faultStack, c faultCase, queue string) faultRow {
 	load := harness.StartLoad(s.amqp, queue, 5*time.Millisecond)
+	s.load = load
 	load.Pub.WaitConfirmed(t, 200, 30*time.Second)
 	load.Pub.ResetGap()
 	start := time.Now()
@@ -172,7 +186,7 @@ func runFault(t *testing.T, s faultStack, c faultCase, queue string) faultRow {
 		t.Errorf("publishing did not resume: %d confirms in the %s after the repair", n, resumeBudget)
 	}
 	res := load.Finish(2 * time.Minute)
-	row := faultRow{Case: c.name, LoadResult: res, Heal: heal, Minority: minority}
+	row := faultRow{Case: c.name, LoadResult: res, Heal: heal, Observed: minority}
 	t.Logf("%d confirmed (%d attempted), %d consumed, %d lost, %d duplicates; longest gap in confirms %s; healed %s after the repair (fault lasted %s)",
 		res.Confirmed, res.Attempted, res.Consumed, len(res.Lost), res.Duplicates, res.MaxGap.Round(10*time.Millisecond),
 		heal.Round(100*time.Millisecond), repaired.Sub(start).Round(100*time.Millisecond))
@@ -214,28 +228,42 @@ func partitionNode(t *testing.T, s faultStack, i int) (minority string, repair f
 		harness.MustDocker(t, "network", "connect", "--ip", ip, s.cfg.Prefix, name)
 	}
 	if s.cfg.Khepri() {
-		// A write that needs the Raft majority: refused, or never committed.
+		// A write that needs the Raft majority cannot commit. It is not
+		// refused either: like any Raft request that timed out, it may still
+		// commit once the partition heals, so the cleanup says which.
 		t.Cleanup(func() {
-			_, _ = harness.Docker(context.Background(), nil, "exec", s.node(0), "rabbitmqctl", "-q", "delete_vhost", "partition-probe")
+			vhosts, _ := rabbitmqctl(s.node(2), 10*time.Second, "list_vhosts")
+			t.Logf("after the heal, the cut-off node's timed-out add_vhost %s", map[bool]string{true: "was committed", false: "was dropped"}[slices.Contains(strings.Fields(vhosts), "partition-probe")])
+			_, _ = rabbitmqctl(s.node(0), 10*time.Second, "delete_vhost", "partition-probe")
 		})
-		out, err := rabbitmqctl(name, 20*time.Second, "add_vhost", "partition-probe")
+		out, err := rabbitmqctl(name, 15*time.Second, "add_vhost", "partition-probe")
 		if err == nil {
-			t.Errorf("%s, cut off, accepted a metadata write: %s", name, out)
-			return "accepted a metadata write", repair
+			t.Errorf("%s, cut off, committed a metadata write: %s", name, out)
+			return "committed a metadata write", repair
 		}
-		t.Logf("%s, cut off: add_vhost failed after %s: %v", name, time.Since(cut).Round(100*time.Millisecond), err)
-		return fmt.Sprintf("refused a metadata write (Khepri, no Raft majority): %s", firstLine(out)), repair
+		t.Logf("%s, cut off: add_vhost failed %s after the cut: %v", name, time.Since(cut).Round(100*time.Millisecond), err)
+		return fmt.Sprintf("a metadata write did not commit in %s (Khepri: no Raft majority)", time.Since(cut).Round(time.Second)), repair
 	}
-	// pause_minority: RabbitMQ stops on the cut-off node once it sees the
-	// others gone (the Erlang VM stays up, so rabbitmqctl still answers).
-	for time.Since(cut) < partitionHold-2*time.Second {
-		if out, _ := rabbitmqctl(name, 5*time.Second, "eval", "rabbit:is_running()."); out == "false" {
-			return fmt.Sprintf("paused %s after the cut (pause_minority)", time.Since(cut).Round(100*time.Millisecond)), repair
+	// pause_minority: RabbitMQ stops on the cut-off node once it sees
+	// every peer down (the Erlang VM stays up, so rabbitmqctl still
+	// answers). Measured, not asserted: the cut-off node is unreachable, so
+	// it serves no client either way, and whether it sees both peers go
+	// within the hold varies (see docs/RELIABILITY.md). The loss check is
+	// what must hold.
+	paused := time.Duration(0)
+	for time.Since(cut) < partitionHold && paused == 0 {
+		if out, _ := rabbitmqctl(name, 3*time.Second, "eval", "rabbit:is_running()."); out == "false" {
+			paused = time.Since(cut)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Errorf("%s, cut off for %s, did not pause (pause_minority)", name, time.Since(cut).Round(time.Second))
-	return "did not pause", repair
+	logs, _ := harness.Docker(context.Background(), nil, "logs", "--since", cut.Format(time.RFC3339Nano), name)
+	seen := strings.Count(logs, "down: net_tick_timeout")
+	if paused == 0 {
+		t.Logf("%s did not pause within the %s hold; it saw %d of %d peers time out. Its log since the cut:\n%s", name, partitionHold, seen, s.cfg.Nodes-1, logs)
+		return fmt.Sprintf("did not pause within the hold (saw %d of %d peers time out)", seen, s.cfg.Nodes-1), repair
+	}
+	return fmt.Sprintf("paused %s after the cut (pause_minority)", paused.Round(100*time.Millisecond)), repair
 }
 
 // rabbitmqctl runs rabbitmqctl -q in a node's container, given timeout.
@@ -244,11 +272,6 @@ func rabbitmqctl(container string, timeout time.Duration, args ...string) (strin
 	defer cancel()
 	secs := strconv.Itoa(int(timeout.Seconds()))
 	return harness.Docker(ctx, nil, append([]string{"exec", container, "rabbitmqctl", "-q", "-t", secs}, args...)...)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }
 
 // isolateHAProxyFromNode2 drops every packet from HAProxy to node 2 (a
@@ -334,9 +357,13 @@ func unhealed(s faultStack) string {
 		if h := health(name); h != "running healthy" {
 			return name + " is " + h
 		}
-		out, err := rabbitmqctl(name, 8*time.Second, "eval", "length(rabbit_nodes:list_running()).")
-		if n, _ := strconv.Atoi(out); err != nil || n != s.cfg.Nodes {
-			return fmt.Sprintf("%s sees %q running nodes (%v)", name, out, err)
+		out, err := rabbitmqctl(name, 8*time.Second, "cluster_status", "--formatter", "json")
+		var st harness.ClusterStatus
+		if i := strings.Index(out, "{"); err == nil && i >= 0 {
+			err = json.Unmarshal([]byte(out[i:]), &st)
+		}
+		if err != nil || len(st.RunningNodes) != s.cfg.Nodes {
+			return fmt.Sprintf("%s sees running nodes %v (%v)", name, st.RunningNodes, err)
 		}
 		if states[name] != "UP" {
 			return fmt.Sprintf("HAProxy has %s %s", name, states[name])
@@ -356,14 +383,15 @@ func reliabilityMarkdown(lines []harness.Line, rows map[string][]faultRow, machi
 		"Every message carries a unique ID; **lost** counts the confirmed IDs the consumer never received, **duplicates** the deliveries beyond an ID's first. " +
 		"The **longest gap** is the longest time between two confirms from the fault on. " +
 		"**Heal** is the time from the fault's end (the network reconnected, the route removed; for HAProxy, the kill or restart itself) until HAProxy is healthy and every node runs, sees every node running, passes its health check and is UP in HAProxy. " +
-		"Each case is also a test (`TestIntegrationReliability`) that fails on any loss, on a heal slower than " + healBudget.String() + ", or on publishing that does not resume within " + resumeBudget.String() + ".\n")
+		"Each case is also a test (`TestIntegrationReliability`) that fails on any loss, on a heal slower than " + healBudget.String() + ", or on publishing that does not resume within " + resumeBudget.String() + ".\n\n" +
+		fmt.Sprintf("The stack is the line's, from the stack's own specs, with its defaults (net_ticktime %d s) except two settings for the disk case: node 2 keeps its data on a %d MB tmpfs volume, and `diskFreeLimitMb` is %d.\n", config.DefaultNetTicktime, diskVolumeMB, diskLimitMB))
 	for _, l := range lines {
 		fmt.Fprintf(&b, "\n## %s\n\n", l.Name)
-		b.WriteString("| case | confirmed | consumed | lost | duplicates | longest gap | heal | the cut-off side |\n")
+		b.WriteString("| case | confirmed | consumed | lost | duplicates | longest gap | heal | observed during the fault |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, r := range rows[l.Name] {
 			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %.1f s | %.1f s | %s |\n", r.Case, r.Confirmed, r.Consumed, len(r.Lost), r.Duplicates,
-				r.MaxGap.Seconds(), r.Heal.Seconds(), orDash(r.Minority))
+				r.MaxGap.Seconds(), r.Heal.Seconds(), orDash(r.Observed))
 		}
 		if len(rows[l.Name]) < len(faultCases) {
 			fmt.Fprintf(&b, "\n%d of %d cases finished on this line; the test log says why.\n", len(rows[l.Name]), len(faultCases))

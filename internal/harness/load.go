@@ -55,7 +55,7 @@ func (c *Consumer) session() string {
 	if err != nil {
 		return "dial: " + err.Error()
 	}
-	defer conn.Close()
+	defer func() { _ = conn.CloseDeadline(time.Now().Add(closeTimeout)) }()
 	ch, err := conn.Channel()
 	if err != nil {
 		return "channel: " + err.Error()
