@@ -6,11 +6,13 @@
 #   haproxy:      the tests check the rendered haproxy.cfg with haproxy -c
 #   ShellCheck:   the tests check the rendered and committed shell scripts
 #   docker-compose: the bench runs the compose recipe it compares against
+#   iproute2, util-linux, procps: the fault matrix's ip (in a container's
+#                 namespace, through nsenter), fallocate and pgrep
 #
 # It needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(debootstrap haproxy shellcheck docker-compose)
+packages=(debootstrap haproxy shellcheck docker-compose iproute2 util-linux procps)
 missing=()
 for pkg in "${packages[@]}"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
