@@ -330,7 +330,7 @@ func e2eMain(t *testing.T, line harness.Line) {
 	expectDepth(t, admin, queue, n)
 	// Every message confirmed during the node losses survived them, the
 	// full restart, the scaling and the drift repair, checked by ID.
-	got := harness.ConsumeIDs(t, admin, stream, len(streamIDs), 5*time.Second, 2*time.Minute)
+	got := harness.ConsumeIDs(t, admin, stream, streamIDs, 5*time.Second, 2*time.Minute)
 	if lost, dups := got.Check(streamIDs); len(lost) > 0 {
 		t.Errorf("%d of %d confirmed messages lost, e.g. %v (%d duplicates)", len(lost), len(streamIDs), lost[:min(5, len(lost))], dups)
 	} else {

@@ -153,7 +153,7 @@ func quorumMembership(t *testing.T, line harness.Line) {
 	t.Logf("fresh volume: node 2 holds a member of every queue again %s after it was healthy", time.Since(start).Round(100*time.Millisecond))
 
 	for _, q := range queues {
-		got := harness.ConsumeIDs(t, direct(1), q, len(confirmed[q]), 10*time.Second, 2*time.Minute)
+		got := harness.ConsumeIDs(t, direct(1), q, confirmed[q], 10*time.Second, 2*time.Minute)
 		if lost, _ := got.Check(confirmed[q]); len(lost) > 0 {
 			t.Errorf("%s: %d of %d confirmed messages lost", q, len(lost), len(confirmed[q]))
 		}

@@ -116,7 +116,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 					healthy := time.Since(start)
 
 					consumer := (declarer + 1) % cfg.Nodes
-					got := harness.ConsumeIDs(t, direct(consumer), queue, len(confirmed), 15*time.Second, 3*time.Minute)
+					got := harness.ConsumeIDs(t, direct(consumer), queue, confirmed, 15*time.Second, 3*time.Minute)
 					served := time.Since(start)
 					lost, dups := got.Check(confirmed)
 					row := fmt.Sprintf("%-13s run %d: leader node-%d, order %v: %d confirmed, %d consumed, %d lost, %d duplicates; restart %.1fs, all healthy %.1fs, drained %.1fs",

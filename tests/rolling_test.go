@@ -122,7 +122,7 @@ func e2eRolling(t *testing.T, line harness.Line, refusedLine harness.Line) {
 		t.Errorf("publishing stalled for %s, over the failover budget %s", gap, failoverBudget)
 	}
 	ids := pub.ConfirmedIDs()
-	got := harness.ConsumeIDs(t, admin, stream, len(ids), 5*time.Second, 2*time.Minute)
+	got := harness.ConsumeIDs(t, admin, stream, ids, 5*time.Second, 2*time.Minute)
 	if lost, dups := got.Check(ids); len(lost) > 0 {
 		t.Errorf("%d of %d confirmed messages lost, e.g. %v (%d duplicates)", len(lost), len(ids), lost[:min(5, len(lost))], dups)
 	}

@@ -62,22 +62,28 @@ func PublishIDs(t testing.TB, conn *amqp.Connection, queue, prefix string, n int
 type Consumed map[string]int
 
 // ConsumeIDs takes messages from a queue through rawURL, acking each, until
-// want distinct IDs arrived, or the queue stayed empty for quiet, or
-// timeout passed. It reconnects while the queue is unavailable (a mirrored
-// queue waiting for its leader, a quorum queue electing one).
-func ConsumeIDs(t testing.TB, rawURL, queue string, want int, quiet, timeout time.Duration) Consumed {
+// every one of ids arrived, or the queue stayed empty for quiet, or timeout
+// passed. It reconnects while the queue is unavailable (a mirrored queue
+// waiting for its leader, a quorum queue electing one). It waits for the
+// IDs themselves, not for as many IDs: a message whose confirm never came
+// may still be stored, and would otherwise stand in for a confirmed one.
+func ConsumeIDs(t testing.TB, rawURL, queue string, ids []string, quiet, timeout time.Duration) Consumed {
 	t.Helper()
 	got := Consumed{}
+	missing := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		missing[id] = true
+	}
 	deadline := time.Now().Add(timeout)
 	var emptySince time.Time
-	for time.Now().Before(deadline) && len(got) < want {
+	for time.Now().Before(deadline) && len(missing) > 0 {
 		conn, err := amqp.Dial(rawURL)
 		if err != nil {
 			time.Sleep(500 * time.Millisecond)
 			continue
 		}
 		ch, err := conn.Channel()
-		for err == nil && len(got) < want && time.Now().Before(deadline) {
+		for err == nil && len(missing) > 0 && time.Now().Before(deadline) {
 			var d amqp.Delivery
 			var ok bool
 			d, ok, err = ch.Get(queue, false)
@@ -86,6 +92,7 @@ func ConsumeIDs(t testing.TB, rawURL, queue string, want int, quiet, timeout tim
 			case ok:
 				emptySince = time.Time{}
 				got[d.MessageId]++
+				delete(missing, d.MessageId)
 				err = d.Ack(false)
 			case emptySince.IsZero():
 				emptySince = time.Now()
