@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -363,11 +362,9 @@ func unhealed(s faultStack) string {
 		if h := health(name); h != "running healthy" {
 			return name + " is " + h
 		}
-		out, err := rabbitmqctl(name, 8*time.Second, "cluster_status", "--formatter", "json")
-		var st harness.ClusterStatus
-		if i := strings.Index(out, "{"); err == nil && i >= 0 {
-			err = json.Unmarshal([]byte(out[i:]), &st)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := harness.ClusterStatusOf(ctx, name)
+		cancel()
 		if err != nil || len(st.RunningNodes) != s.cfg.Nodes {
 			return fmt.Sprintf("%s sees running nodes %v (%v)", name, st.RunningNodes, err)
 		}

@@ -159,16 +159,31 @@ func (s ClusterStatus) Members() []string {
 // GetClusterStatus asks one node for the cluster's status.
 func GetClusterStatus(t testing.TB, container string) ClusterStatus {
 	t.Helper()
-	out := MustDocker(t, "exec", container, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := ClusterStatusOf(ctx, container)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// ClusterStatusOf is GetClusterStatus that returns its error, for callers
+// that poll a node which may not answer yet.
+func ClusterStatusOf(ctx context.Context, container string) (ClusterStatus, error) {
 	var s ClusterStatus
+	out, err := Docker(ctx, nil, "exec", container, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	if err != nil {
+		return s, err
+	}
 	// rabbitmqctl may print a line before the JSON on some versions.
 	if i := strings.Index(out, "{"); i > 0 {
 		out = out[i:]
 	}
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("cluster_status of %s: %v: %s", container, err, out)
+		return s, fmt.Errorf("cluster_status of %s: %v: %s", container, err, out)
 	}
-	return s
+	return s, nil
 }
 
 // WaitRunning waits until a node reports want running members.
