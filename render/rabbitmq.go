@@ -38,13 +38,31 @@ type RabbitMQData struct {
 	NetTicktime int
 }
 
+// MemoryHighWatermark is the share of the container's memory limit at
+// which a node raises its memory alarm and blocks publishers.
+const MemoryHighWatermark = 0.6
+
+// MemoryWatermarkBytes is the memory alarm's threshold for a limit, as
+// RabbitMQ computes it from the rendered settings.
+func MemoryWatermarkBytes(limit int64) int64 { return int64(float64(limit) * MemoryHighWatermark) }
+
+// WALMaxSizeBytes is the size at which Ra's write-ahead log (quorum queues,
+// Khepri) flushes to segment files: a quarter of the memory limit. Until it
+// flushes, the log's entries stay in memory as well, so upstream advises a
+// node at least 3, better 4, times this much memory; its default, 512 MiB,
+// would need 2 GiB.
+func WALMaxSizeBytes(limit int64) int64 { return limit / 4 }
+
 // RabbitMQConf renders a node's rabbitmq.conf.
 func RabbitMQConf(d RabbitMQData) (string, error) {
 	return execute(rabbitmqTemplate, struct {
 		RabbitMQData
 		Header                                   string
 		AMQPPort, ManagementPort, PrometheusPort int
-	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort})
+		Watermark                                float64
+		WALMaxSizeBytes                          int64
+	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort,
+		Watermark: MemoryHighWatermark, WALMaxSizeBytes: WALMaxSizeBytes(d.MemoryLimitBytes)})
 }
 
 // SecretsData is what the secrets conf file is rendered from.

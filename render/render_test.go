@@ -108,7 +108,8 @@ func TestRabbitMQConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, seed, Header, "listeners.tcp.default = 5672", "cluster_partition_handling = pause_minority",
-		"total_memory_available_override_value = 536870912", "loopback_users.guest = true", "net_ticktime = 15", "disk_free_limit.absolute = 512MB")
+		"total_memory_available_override_value = 536870912", "loopback_users.guest = true", "net_ticktime = 15", "disk_free_limit.absolute = 512MB",
+		"vm_memory_high_watermark.relative = 0.6", "raft.wal_max_size_bytes = 134217728")
 	mustNotContain(t, seed, "cluster_formation", "default_queue_type")
 
 	other, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-2", Seed: "rabbit@s-node-0", NodeType: "ram", Quorum: true, MemoryLimitBytes: 1 << 30})

@@ -1,22 +1,26 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Resource alarms (issue 16, cases 2 and 3).
 
-// The disk case's sizes: node 2 keeps its data on a tmpfs volume of
+// The disk case's sizes: node 2 keeps its data on a small volume of
 // diskVolumeMB, and the matrix's stack sets diskFreeLimitMb to
 // diskLimitMB, so a filler written from the host trips the alarm.
 const (
@@ -26,12 +30,42 @@ const (
 	fullDiskHold = 10 * time.Second
 )
 
-// smallVolume creates node i's data volume as a size-limited tmpfs before
-// the node starts (the node's own `volume create` then finds it).
-func smallVolume(t *testing.T, s faultStack, i int) {
+// smallVolume creates node i's data volume, before the node starts (its
+// own `volume create` then finds it), on a diskVolumeMB ext4 filesystem in
+// a file, loop-mounted on the host, and returns where it is mounted. Not a
+// tmpfs: the pages a node writes to a tmpfs count against its container's
+// memory limit, so the memory case would OOM-kill node 2 well below the
+// watermark.
+func smallVolume(t *testing.T, s faultStack, i int) string {
 	vol := harness.Plan(t, s.cfg).Nodes[i].Spec.Volume
-	harness.MustDocker(t, "volume", "create", "--driver", "local", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
-		"--opt", fmt.Sprintf("o=size=%dm", diskVolumeMB), "--label", plan.LabelStack+"="+s.cfg.Prefix, vol)
+	dir := filepath.Join(os.TempDir(), vol)
+	img, mnt := dir+".img", filepath.Join(dir, "data")
+	unmount := func() {
+		_, _ = hostCommand("umount", mnt)
+		_ = os.RemoveAll(dir)
+		_ = os.Remove(img)
+	}
+	unmount() // left by an earlier run
+	t.Cleanup(func() {
+		harness.RemoveStack(t, s.cfg.Prefix) // the volume's users first
+		unmount()
+	})
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{
+		{"truncate", "-s", fmt.Sprintf("%dM", diskVolumeMB), img},
+		{"mkfs.ext4", "-q", "-F", "-m", "0", img},
+		{"mount", "-o", "loop", img, mnt},
+		{"chmod", "1777", mnt},
+	} {
+		if out, err := hostCommand(cmd[0], cmd[1:]...); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(cmd, " "), err, out)
+		}
+	}
+	harness.MustDocker(t, "volume", "create", "--driver", "local", "--opt", "type=none", "--opt", "o=bind",
+		"--opt", "device="+mnt, "--label", plan.LabelStack+"="+s.cfg.Prefix, vol)
+	return mnt
 }
 
 // diskAlarm fills node 2's small data volume from the host until less than
@@ -41,8 +75,7 @@ func smallVolume(t *testing.T, s faultStack, i int) {
 // disk, and the node must not crash. Removing the filler clears the alarm.
 func diskAlarm(t *testing.T, s faultStack) (string, func()) {
 	name := s.node(2)
-	vol := harness.Plan(t, s.cfg).Nodes[2].Spec.Volume
-	dir := harness.MustDocker(t, "volume", "inspect", "-f", "{{.Mountpoint}}", vol)
+	dir := s.smallVolume
 	restarts := func() string {
 		return harness.MustDocker(t, "inspect", "-f", "{{.RestartCount}} {{.State.StartedAt}}", name)
 	}
@@ -52,7 +85,7 @@ func diskAlarm(t *testing.T, s faultStack) (string, func()) {
 			t.Fatalf("fallocate %d bytes on %s's volume: %v: %s", bytes, name, err, out)
 		}
 	}
-	fillers := []string{"rabbitmq-ha-test-filler-1", "rabbitmq-ha-test-filler-2"}
+	fillers := []string{"rabbitmq-ha-test-filler-1", "rabbitmq-ha-test-filler-2", "rabbitmq-ha-test-filler-3", "rabbitmq-ha-test-filler-4"}
 	repair := func() {
 		for _, f := range fillers {
 			_ = os.Remove(filepath.Join(dir, f))
@@ -73,21 +106,21 @@ func diskAlarm(t *testing.T, s faultStack) (string, func()) {
 		return "no disk alarm", repair
 	}
 	// Blocked, not dropped: the publisher's connection is told so.
-	blocked := false
-	for start := time.Now(); time.Since(start) < 10*time.Second && !blocked; time.Sleep(100 * time.Millisecond) {
-		for _, e := range s.load.Pub.Events() {
-			if e.At.After(filled) && strings.HasPrefix(e.What, "blocked") {
-				blocked = true
-			}
-		}
-	}
+	blocked := publisherBlockedSince(s, filled, 10*time.Second)
 	if !blocked {
 		t.Errorf("the publisher was not blocked (connection.blocked) during the disk alarm")
 	}
 
-	// To the last byte: a tmpfs may refuse its last page, so try a little less.
-	if _, err := hostCommand("fallocate", "-l", strconv.FormatInt(freeBytes(t, dir), 10), filepath.Join(dir, fillers[1])); err != nil {
-		fill(fillers[1], freeBytes(t, dir)-64<<10)
+	// To the last byte; where the filesystem refuses its last blocks (an
+	// ext4 needs some for the file's own extents), a little less each time.
+	for i, slack := range []int64{0, 64 << 10, 1 << 20} {
+		n := freeBytes(t, dir) - slack
+		if n <= 0 {
+			break
+		}
+		if _, err := hostCommand("fallocate", "-l", strconv.FormatInt(n, 10), filepath.Join(dir, fillers[1+i])); err == nil {
+			break
+		}
 	}
 	time.Sleep(fullDiskHold)
 	left := freeBytes(t, dir)
@@ -107,4 +140,242 @@ func freeBytes(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return int64(st.Bavail) * st.Bsize
+}
+
+// The memory case's filler: messages of fillBody bytes at up to fillRate,
+// so that the memory monitor, which samples every few seconds, sees the
+// watermark crossed long before the container's limit is near.
+const (
+	fillBody   = 256 << 10
+	fillRate   = 24 << 20 // bytes a second
+	fillWindow = 16       // unconfirmed messages at most
+	fillQueue  = "faults-memory-fill"
+	// blockedHold is how long the filler stays blocked before the drain.
+	blockedHold = 5 * time.Second
+)
+
+// memoryAlarm publishes to a second queue, with nothing consuming it,
+// until the memory watermark trips: every publisher is blocked
+// (connection.blocked), not dropped, and no node crashes. Then a consumer
+// drains the queue, and the alarm must be clear and publishing resumed.
+// The filler's confirmed messages are counted by ID, as the load's are.
+func memoryAlarm(t *testing.T, s faultStack) (string, func()) {
+	// The watermark derives from the container's limit.
+	limit := int64(s.cfg.MemoryLimitMB) << 20
+	want := render.MemoryWatermarkBytes(limit)
+	for i := range s.cfg.Nodes {
+		if got := harness.MustDocker(t, "inspect", "-f", "{{.HostConfig.Memory}}", s.node(i)); got != strconv.FormatInt(limit, 10) {
+			t.Errorf("%s's memory limit is %s bytes, want %d (memoryLimitMb %d)", s.node(i), got, limit, s.cfg.MemoryLimitMB)
+		}
+		if got, err := rabbitmqctl(s.node(i), 10*time.Second, "eval", "vm_memory_monitor:get_memory_limit()."); err != nil || got != strconv.FormatInt(want, 10) {
+			t.Errorf("%s's memory watermark is %q bytes (%v), want %d: %.1f of the container's %d", s.node(i), got, err, want, render.MemoryHighWatermark, limit)
+		}
+	}
+	before := nodeStarts(t, s)
+	start := time.Now()
+	f := startFiller(s.amqp, fillQueue)
+	repair := func() {
+		confirmed := f.stop()
+		sub := harness.StartConsumer(s.amqp, fillQueue)
+		sub.AwaitIDs(confirmed, time.Minute)
+		if lost, _ := sub.Stop().Check(confirmed); len(lost) > 0 {
+			t.Errorf("%d of the filler's %d confirmed messages were never consumed, e.g. %v", len(lost), len(confirmed), lost[:min(5, len(lost))])
+		}
+		if _, err := rabbitmqctl(s.node(0), 20*time.Second, "delete_queue", fillQueue); err != nil {
+			t.Logf("delete_queue %s: %v", fillQueue, err)
+		}
+		if alarms := memoryAlarms(s); alarms != "" {
+			t.Errorf("the memory alarm is still up once the filler's queue is drained: %s", alarms)
+		}
+	}
+	select {
+	case <-f.blocked:
+	case <-time.After(time.Minute):
+		t.Errorf("the filler was not blocked a minute after it began (%d MB confirmed, watermark %d MB)", f.confirmedBytes()>>20, want>>20)
+		return "no memory alarm", repair
+	}
+	alarm := time.Since(start)
+	if !publisherBlockedSince(s, start, 10*time.Second) {
+		t.Errorf("the load's publisher was not blocked (connection.blocked) during the memory alarm")
+	}
+	time.Sleep(blockedHold)
+	if after := nodeStarts(t, s); after != before {
+		t.Errorf("a node restarted or was OOM-killed during the memory alarm: %s, then %s", before, after)
+	}
+	set := memoryAlarmLog(t, s, start)
+	if set == "" {
+		t.Errorf("no node logged its memory alarm (vm_memory_high_watermark set)")
+	}
+	return fmt.Sprintf("filler blocked %s after it began, with %d MB confirmed; %s; the load's publisher blocked too; no node restarted",
+		alarm.Round(100*time.Millisecond), f.confirmedBytes()>>20, set), repair
+}
+
+// memoryAlarmLog says which nodes logged their memory alarm since since,
+// with the memory used and allowed, and when it cleared.
+func memoryAlarmLog(t *testing.T, s faultStack, since time.Time) string {
+	var out []string
+	for i := range s.cfg.Nodes {
+		logs, _ := harness.Docker(context.Background(), nil, "logs", "--since", since.Format(time.RFC3339Nano), s.node(i))
+		sets, clears := 0, 0
+		used := ""
+		for _, l := range strings.Split(logs, "\n") {
+			switch {
+			case strings.Contains(l, "vm_memory_high_watermark set"):
+				sets++
+				if used == "" {
+					used = memoryFigures(l)
+				}
+			case strings.Contains(l, "vm_memory_high_watermark clear"):
+				clears++
+			}
+		}
+		if sets > 0 {
+			out = append(out, fmt.Sprintf("node %d's alarm rose %d time(s) (first at %s) and cleared %d time(s)", i, sets, used, clears))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// memoryFigures turns a watermark log line's "Memory used:N allowed:M"
+// into "N MB used of M allowed".
+func memoryFigures(line string) string {
+	var used, allowed int64
+	if i := strings.Index(line, "Memory used:"); i >= 0 {
+		if _, err := fmt.Sscanf(line[i:], "Memory used:%d allowed:%d", &used, &allowed); err == nil {
+			return fmt.Sprintf("%d MB used of %d MB allowed", used>>20, allowed>>20)
+		}
+	}
+	return "an unread figure"
+}
+
+// memoryAlarms lists the memory alarms any node sees, or "".
+func memoryAlarms(s faultStack) string {
+	out, _ := rabbitmqctl(s.node(0), 10*time.Second, "eval", "[N || {{resource_limit, memory, N}, _} <- rabbit_alarm:get_alarms()].")
+	if out == "[]" {
+		return ""
+	}
+	return out
+}
+
+// publisherBlockedSince reports whether the load's publisher was told it
+// is blocked after since, waiting up to wait for the notice.
+func publisherBlockedSince(s faultStack, since time.Time, wait time.Duration) bool {
+	for start := time.Now(); time.Since(start) < wait; time.Sleep(100 * time.Millisecond) {
+		for _, e := range s.load.Pub.Events() {
+			if e.At.After(since) && strings.HasPrefix(e.What, "blocked") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nodeStarts is every node's restart count, start time and OOM flag.
+func nodeStarts(t *testing.T, s faultStack) string {
+	var out []string
+	for i := range s.cfg.Nodes {
+		out = append(out, harness.MustDocker(t, "inspect", "-f", "{{.RestartCount}} {{.State.StartedAt}} oom={{.State.OOMKilled}}", s.node(i)))
+	}
+	return strings.Join(out, "; ")
+}
+
+// filler publishes persistent fillBody messages with confirms, at most
+// fillWindow unconfirmed, until its connection is blocked: then it stops
+// publishing and keeps the connection for its confirms until stopped.
+type filler struct {
+	blocked, stopping, done chan struct{}
+	mu                      sync.Mutex
+	confirmed               []string
+}
+
+func startFiller(url, queue string) *filler {
+	f := &filler{blocked: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{})}
+	go f.run(url, queue)
+	return f
+}
+
+func (f *filler) run(url, queue string) {
+	defer close(f.done)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.CloseDeadline(time.Now().Add(time.Second)) }()
+	notices := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return
+	}
+	if err := ch.Confirm(false); err != nil {
+		return
+	}
+	type pending struct {
+		id string
+		dc *amqp.DeferredConfirmation
+	}
+	var window []pending
+	// settle counts the confirms that came, waiting up to wait for each.
+	settle := func(wait time.Duration) {
+		for len(window) > 0 {
+			select {
+			case <-window[0].dc.Done():
+			case <-time.After(wait):
+				return
+			}
+			if window[0].dc.Acked() {
+				f.mu.Lock()
+				f.confirmed = append(f.confirmed, window[0].id)
+				f.mu.Unlock()
+			}
+			window = window[1:]
+		}
+	}
+	body := make([]byte, fillBody)
+	tick := time.NewTicker(time.Second * fillBody / fillRate)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case b := <-notices:
+			if b.Active {
+				close(f.blocked)
+				// Blocked publishes are confirmed once the alarm clears.
+				<-f.stopping
+				settle(30 * time.Second)
+				return
+			}
+		case <-f.stopping:
+			settle(30 * time.Second)
+			return
+		case <-tick.C:
+		}
+		settle(0)
+		if len(window) >= fillWindow {
+			continue
+		}
+		id := fmt.Sprintf("%s-%d", queue, n)
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", queue, false, false,
+			amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: id, Body: body})
+		if err != nil {
+			return
+		}
+		window = append(window, pending{id, dc})
+	}
+}
+
+// stop waits for the outstanding confirms and returns the confirmed IDs.
+func (f *filler) stop() []string {
+	close(f.stopping)
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.confirmed...)
+}
+
+func (f *filler) confirmedBytes() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.confirmed)) * fillBody
 }

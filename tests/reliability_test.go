@@ -48,6 +48,8 @@ type faultStack struct {
 	haproxy string // its container
 	pki     testpki.PKI
 	load    *harness.Load // the running case's
+	// smallVolume is where node 2's small data volume is mounted on the host.
+	smallVolume string
 }
 
 func (s faultStack) node(i int) string { return plan.NodeNames(s.cfg.Prefix, i).Container }
@@ -70,6 +72,7 @@ var faultCases = []faultCase{
 		harness.MustDocker(t, "restart", "-t", "5", s.haproxy)
 		return "", func() {}
 	}},
+	{"memory alarm: a queue nobody consumes fills to the watermark", memoryAlarm},
 	{"disk alarm, then a full disk, on node 2", diskAlarm},
 	{"bad input at the edges", refusedAtTheEdge},
 	{"a connection flood beyond HAProxy's maxconn", connectionFlood},
@@ -150,7 +153,7 @@ func reliability(t *testing.T, line harness.Line) {
 	harness.RunSpec(t, harness.Plan(t, cfg).HAProxy.Spec, line.HAProxy, cfg.Prefix)
 	s := faultStack{cfg: cfg, amqp: plan.WithUser(plan.EndpointsOf(cfg).AMQP, cfg.AdminUser, harness.TestAdminPassword),
 		haproxy: harness.Plan(t, cfg).HAProxy.Spec.Name, pki: pki}
-	smallVolume(t, s, 2)
+	s.smallVolume = smallVolume(t, s, 2)
 	startNodes(t, cfg, line.Image, nil)
 	p := plan.PolicyFor(cfg)
 	harness.MustDocker(t, "exec", s.node(0), "rabbitmqctl", "-q", "set_policy", "--apply-to", p.ApplyTo, p.Name, p.Pattern, p.DefinitionJSON())
@@ -404,7 +407,7 @@ func reliabilityMarkdown(lines []harness.Line, rows map[string][]faultRow, machi
 		"The **longest gap** is the longest time between two confirms from the fault on. " +
 		"**Heal** is the time from the fault's end (the network reconnected, the route removed; for HAProxy, the kill or restart itself) until HAProxy is healthy and every node runs, sees every node running, passes its health check and is UP in HAProxy. " +
 		"Each case is also a test (`TestIntegrationReliability`) that fails on any loss, on a heal slower than " + healBudget.String() + ", or on publishing that does not resume within " + resumeBudget.String() + ".\n\n" +
-		fmt.Sprintf("The stack is the line's, from the stack's own specs, with its defaults (net_ticktime %d s) except two settings for the disk case: node 2 keeps its data on a %d MB tmpfs volume, and `diskFreeLimitMb` is %d.\n", config.DefaultNetTicktime, diskVolumeMB, diskLimitMB))
+		fmt.Sprintf("The stack is the line's, from the stack's own specs, with its defaults (net_ticktime %d s) except two settings for the disk case: node 2 keeps its data on a %d MB ext4 volume (a loop-mounted file), and `diskFreeLimitMb` is %d.\n", config.DefaultNetTicktime, diskVolumeMB, diskLimitMB))
 	for _, l := range lines {
 		fmt.Fprintf(&b, "\n## %s\n\n", l.Name)
 		b.WriteString("| case | confirmed | consumed | lost | duplicates | longest gap | heal | observed during the fault |\n")

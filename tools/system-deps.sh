@@ -6,13 +6,14 @@
 #   haproxy:      the tests check the rendered haproxy.cfg with haproxy -c
 #   ShellCheck:   the tests check the rendered and committed shell scripts
 #   docker-compose: the bench runs the compose recipe it compares against
-#   iproute2, util-linux, procps: the fault matrix's ip (in a container's
-#                 namespace, through nsenter), fallocate and pgrep
+#   iproute2, util-linux, procps, e2fsprogs: the fault matrix's ip (in a
+#                 container's namespace, through nsenter), fallocate, pgrep,
+#                 mount and mkfs.ext4 (a small loop-mounted data volume)
 #
 # It needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(debootstrap haproxy shellcheck docker-compose iproute2 util-linux procps)
+packages=(debootstrap haproxy shellcheck docker-compose iproute2 util-linux procps e2fsprogs)
 missing=()
 for pkg in "${packages[@]}"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
