@@ -184,9 +184,16 @@ func memoryAlarm(t *testing.T, s faultStack) (string, func()) {
 		if _, err := rabbitmqctl(s.node(0), 20*time.Second, "delete_queue", fillQueue); err != nil {
 			t.Logf("delete_queue %s: %v", fillQueue, err)
 		}
-		if alarms := memoryAlarms(s); alarms != "" {
-			t.Errorf("the memory alarm is still up once the filler's queue is drained: %s", alarms)
+		// The runtime frees the memory in its own time: within seconds.
+		drained := time.Now()
+		alarms := memoryAlarms(s)
+		for ; alarms != "" && time.Since(drained) < 30*time.Second; alarms = memoryAlarms(s) {
+			time.Sleep(500 * time.Millisecond)
 		}
+		if alarms != "" {
+			t.Errorf("the memory alarm is still up 30 s after the filler's queue was drained: %s", alarms)
+		}
+		t.Logf("no memory alarm %s after the filler's queue was drained", time.Since(drained).Round(100*time.Millisecond))
 	}
 	select {
 	case <-f.blocked:

@@ -72,6 +72,7 @@ var faultCases = []faultCase{
 		harness.MustDocker(t, "restart", "-t", "5", s.haproxy)
 		return "", func() {}
 	}},
+	{"a stalled start: node 2 restarted and paused mid-boot for 60 s", stalledStart},
 	{"memory alarm: a queue nobody consumes fills to the watermark", memoryAlarm},
 	{"disk alarm, then a full disk, on node 2", diskAlarm},
 	{"bad input at the edges", refusedAtTheEdge},
@@ -268,7 +269,12 @@ func partitionNode(t *testing.T, s faultStack, i int) (minority string, repair f
 	logs, _ := harness.Docker(context.Background(), nil, "logs", "--since", cut.Format(time.RFC3339Nano), name)
 	seen := strings.Count(logs, "down: net_tick_timeout")
 	if paused == 0 {
-		t.Logf("%s did not pause within the %s hold; it saw %d of %d peers time out. Its log since the cut:\n%s", name, partitionHold, seen, s.cfg.Nodes-1, logs)
+		// Where the node monitor, which decides to pause, is stuck.
+		monitor, err := rabbitmqctl(name, 10*time.Second, "eval", "erlang:process_info(whereis(rabbit_node_monitor), [current_stacktrace, message_queue_len, messages]).")
+		if err != nil {
+			monitor = fmt.Sprintf("unread (%v: %s)", err, monitor)
+		}
+		t.Logf("%s did not pause within the %s hold; it saw %d of %d peers time out. Its node monitor: %s\nIts log since the cut:\n%s", name, partitionHold, seen, s.cfg.Nodes-1, monitor, logs)
 		return fmt.Sprintf("did not pause within the hold (saw %d of %d peers time out)", seen, s.cfg.Nodes-1), repair
 	}
 	return fmt.Sprintf("paused %s after the cut (pause_minority)", paused.Round(100*time.Millisecond)), repair
@@ -318,6 +324,39 @@ func killHAProxy(t *testing.T, s faultStack) (string, func()) {
 		t.Fatalf("kill HAProxy (pid %s): %v: %s", pid, err, out)
 	}
 	return "", func() {}
+}
+
+// stallHold is how long the stalled node stays paused.
+const stallHold = 60 * time.Second
+
+// stalledStart stops node 2 cleanly and starts it again, frozen (docker
+// pause) the moment it starts, for stallHold: a node whose start is
+// delayed. The others must keep the cluster and serve meanwhile; the node
+// joins when it comes.
+func stalledStart(t *testing.T, s faultStack) (string, func()) {
+	name := s.node(2)
+	harness.MustDocker(t, "stop", "-t", "60", name)
+	harness.MustDocker(t, "start", name)
+	harness.MustDocker(t, "pause", name)
+	paused := time.Now()
+	confirmed, _, _ := s.load.Pub.Stats()
+	// The others serve: the load goes on through HAProxy, and the cluster
+	// without node 2 accepts metadata writes.
+	time.Sleep(stallHold / 2)
+	if out, err := rabbitmqctl(s.node(0), 20*time.Second, "add_vhost", "stall-probe"); err != nil {
+		t.Errorf("the cluster without the stalled %s refused a metadata write: %v: %s", name, err, out)
+	}
+	_, _ = rabbitmqctl(s.node(0), 20*time.Second, "delete_vhost", "stall-probe")
+	states, _ := statsServerStates(plan.EndpointsOf(s.cfg).Stats, s.cfg.StatsUser)
+	if left := stallHold - time.Since(paused); left > 0 {
+		time.Sleep(left)
+	}
+	during, _, _ := s.load.Pub.Stats()
+	if during-confirmed < 100 {
+		t.Errorf("only %d confirms in the %s node 2 was stalled: the others did not serve", during-confirmed, stallHold)
+	}
+	return fmt.Sprintf("%d confirms while node 2 was stalled for %s; HAProxy had it %s; a metadata write committed without it", during-confirmed, stallHold, orDash(states[name])),
+		func() { harness.MustDocker(t, "unpause", name) }
 }
 
 // hostCommand runs a command on the test's host.
