@@ -82,7 +82,7 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	// wait overlaps theirs instead of following it.
 	a := containerArgs(args.Plan.Spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 	a.Wait = pulumi.Bool(true)
-	a.WaitTimeout = pulumi.Int(waitTimeoutSeconds)
+	a.WaitTimeout = pulumi.Int(StartTimeoutSeconds)
 	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn([]pulumi.Resource{configJob}))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)

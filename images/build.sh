@@ -70,9 +70,15 @@ build() {
 	fi
 	log "docker build $tag"
 	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base" --build-arg "VERSION=$version" \
+		--build-arg "MIRROR=$(mirror)" --build-arg "SUITE=$suite" \
 		--label "org.rabbitmq-ha.suite=$suite" --label "org.rabbitmq-ha.layer=$hash" \
 		-t "$tag" "$dir" >/dev/null 2>&1
 }
 
 build "rabbitmq:$(pkgver rabbitmq-server)-local" "$here/rabbitmq" "$(pkgfull rabbitmq-server)"
 build "haproxy:$(pkgver haproxy)-local" "$here/haproxy" "$(pkgfull haproxy)"
+# The tests' Docker host in a container (a daemon they may restart), from
+# the suite whose docker.io matches the Docker Engine here (20.10).
+if [ "$suite" = bookworm ]; then
+	build "rabbitmq-ha-dockerhost:$suite-local" "$here/dockerhost" "$suite"
+fi

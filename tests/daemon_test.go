@@ -1,0 +1,252 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+)
+
+// The Docker daemon restart (issue 16, case 4) runs on a Docker host of its
+// own, a container (images/dockerhost) whose daemon the test may restart.
+
+const (
+	// dockerHostImage is the tests' Docker host in a container.
+	dockerHostImage = "rabbitmq-ha-dockerhost:bookworm-local"
+	// daemonBudget bounds the daemon's restart: its shutdown (which stops
+	// every container, 15 s at most) and its start.
+	daemonBudget = 2 * time.Minute
+	// backlogSize is how many durable messages wait in a queue nobody
+	// consumes across the restart.
+	backlogSize = 500
+)
+
+// daemonRestart runs the line's stack on a Docker host of its own, then
+// restarts that host's daemon under load: every container must come back
+// by its restart policy, and the cluster must re-form with its durable
+// messages.
+func daemonRestart(t *testing.T, line harness.Line) faultRow {
+	harness.RequireImages(t, dockerHostImage)
+	host := startDockerHost(t, "rmqha-it-dockerhost-"+strings.ReplaceAll(line.Name, ".", ""), line.Image, line.HAProxy)
+	cfg := line.Config(t, "rmqha-it-daemon", 241, 50700, map[string]string{config.KeyHostIP: host.ip})
+	s := startFaultStack(t, line, cfg, nil)
+
+	// Durable messages nobody consumes until the cluster is back.
+	backlog := harness.StartPublisher(s.amqp, "faults-daemon-backlog")
+	backlog.WaitConfirmed(t, backlogSize, time.Minute)
+	backlog.Stop()
+	ids := backlog.ConfirmedIDs()
+	before := containerStarts(t, cfg.Prefix)
+
+	c := faultCase{"the Docker daemon restarted", func(t *testing.T, s faultStack) (string, func()) {
+		return host.restartDaemon(t), func() {}
+	}}
+	row := runFault(t, s, c, "faults-daemon")
+
+	after := containerStarts(t, cfg.Prefix)
+	for name, started := range before {
+		if after[name] == started {
+			t.Errorf("%s did not restart with the daemon (started %s)", name, started)
+		}
+	}
+	got := harness.ConsumeIDs(t, s.amqp, "faults-daemon-backlog", ids, 10*time.Second, 2*time.Minute)
+	if lost, _ := got.Check(ids); len(lost) > 0 {
+		t.Errorf("%d of the %d durable messages that waited across the restart were lost, e.g. %v", len(lost), len(ids), lost[:min(5, len(lost))])
+	}
+	row.Observed += fmt.Sprintf("; all %d containers came back by their restart policy; %d of %d durable messages that waited in a queue across the restart were there after it",
+		len(before), len(ids)-len(missingOf(got, ids)), len(ids))
+	return row
+}
+
+func missingOf(got harness.Consumed, ids []string) []string {
+	lost, _ := got.Check(ids)
+	return lost
+}
+
+// dockerHost is a Docker host in a container, reached over TCP at ip.
+type dockerHost struct {
+	name, ip string
+	outer    []string // the environment of the host's own docker CLI
+}
+
+// startDockerHost starts a Docker host, loads images into it, and points
+// the test's docker CLI (DOCKER_HOST) at it until the test ends.
+func startDockerHost(t *testing.T, name string, images ...string) dockerHost {
+	h := dockerHost{name: name, outer: os.Environ()}
+	_, _ = harness.Docker(context.Background(), nil, "rm", "-f", "-v", name)
+	t.Cleanup(func() { _, _ = h.docker(context.Background(), "rm", "-f", "-v", name) })
+	// Not --privileged. SYS_PTRACE: without it, runc cannot enter the
+	// namespaces of a container whose process is not root (docker exec,
+	// and so every health check, fails with "error executing setns").
+	harness.MustDocker(t, "run", "-d", "--name", name, "--hostname", name,
+		"--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
+		"--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host", dockerHostImage)
+	h.ip = harness.MustDocker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+	endpoint := "tcp://" + h.ip + ":2375"
+	if !h.awaitDaemon(endpoint, time.Minute) {
+		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", name, endpoint, h.log())
+	}
+	start := time.Now()
+	save := exec.Command("docker", append([]string{"save"}, images...)...)
+	load := exec.Command("docker", "-H", endpoint, "load", "-q")
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.Stdin = pipe
+	if err := save.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("docker load into %s: %v: %s", name, err, out)
+	}
+	if err := save.Wait(); err != nil {
+		t.Fatalf("docker save %v: %v", images, err)
+	}
+	t.Logf("Docker host %s at %s, %v loaded in %s", name, h.ip, images, time.Since(start).Round(time.Second))
+	t.Setenv("DOCKER_HOST", endpoint)
+	return h
+}
+
+// docker runs the test host's own docker CLI, whatever DOCKER_HOST says.
+func (h dockerHost) docker(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = h.outer
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func (h dockerHost) awaitDaemon(endpoint string, timeout time.Duration) bool {
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(250 * time.Millisecond) {
+		if err := exec.Command("docker", "-H", endpoint, "version").Run(); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (h dockerHost) log() string {
+	out, _ := h.docker(context.Background(), "exec", h.name, "tail", "-n", "30", "/var/log/dockerd.log")
+	return out
+}
+
+// restartDaemon stops the host's dockerd (SIGTERM, as systemctl restart
+// does), which stops every container, and waits for the daemon that the
+// host's entrypoint starts again.
+func (h dockerHost) restartDaemon(t *testing.T) string {
+	if out, err := h.docker(context.Background(), "exec", h.name, "pkill", "-TERM", "-x", "dockerd"); err != nil {
+		t.Fatalf("pkill dockerd in %s: %v: %s", h.name, err, out)
+	}
+	stopped := time.Now()
+	endpoint := "tcp://" + h.ip + ":2375"
+	// Gone first (its shutdown stops the containers), then back.
+	for time.Since(stopped) < daemonBudget && exec.Command("docker", "-H", endpoint, "version").Run() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	gone := time.Since(stopped)
+	if !h.awaitDaemon(endpoint, daemonBudget) {
+		t.Fatalf("the Docker daemon of %s was not back %s after SIGTERM: %s", h.name, daemonBudget, h.log())
+	}
+	return fmt.Sprintf("the daemon (SIGTERM) shut down in %s and answered again %s after the signal",
+		gone.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
+}
+
+// containerStarts maps each of a stack's containers to its start time.
+func containerStarts(t *testing.T, prefix string) map[string]string {
+	out := map[string]string{}
+	ids := strings.Fields(harness.MustDocker(t, "ps", "-q", "--filter", "label="+plan.LabelStack+"="+prefix))
+	for _, id := range ids {
+		f := strings.Fields(harness.MustDocker(t, "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", id))
+		out[strings.TrimPrefix(f[0], "/")] = f[1]
+	}
+	return out
+}
+
+// TestIntegrationE2EDaemonRestart runs the real program, through the
+// Automation API, against a Docker host of its own and restarts that
+// host's daemon: every container comes back by its restart policy, the
+// cluster re-forms, and `pulumi preview` shows no change, before and after
+// `pulumi refresh`. Then a scale-up whose new node stalls at its start:
+// `pulumi up` waits for it, within the nodes' start timeout.
+func TestIntegrationE2EDaemonRestart(t *testing.T) {
+	for _, line := range selectLines(t, *reliabilityLines) {
+		t.Run(line.Name, func(t *testing.T) { e2eDaemonRestart(t, line) })
+	}
+}
+
+func e2eDaemonRestart(t *testing.T, line harness.Line) {
+	if testing.Short() {
+		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
+	}
+	pulumiCLI(t) // skips, naming what is missing, before the host starts
+	harness.RequireImages(t, dockerHostImage)
+	host := startDockerHost(t, "rmqha-e2e-dockerhost-"+strings.ReplaceAll(line.Name, ".", ""), line.Image, line.HAProxy)
+	prefix := "rmqha-e2e-daemon-" + strings.ReplaceAll(line.Name, ".", "")
+	s := startE2E(t, "e2e-daemon-"+line.Name, prefix, line, fmt.Sprintf("10.236.%d.0/24", line.Net), 48900+100*line.Net,
+		map[string]string{config.KeyHostIP: host.ip}, nil)
+	s.up(t)
+	nodes := plan.NodeNames(prefix, 0).Container
+	before := containerStarts(t, prefix)
+	t.Log(host.restartDaemon(t))
+	for name := range before {
+		harness.WaitHealthy(t, name, 3*time.Minute)
+	}
+	harness.WaitRunning(t, nodes, 3, 2*time.Minute)
+	after := containerStarts(t, prefix)
+	for name, started := range before {
+		if after[name] == started {
+			t.Errorf("%s did not restart with the daemon (started %s)", name, started)
+		}
+	}
+	s.expectNoChanges(t)
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatalf("refresh after the daemon restart: %v", err)
+	}
+	s.expectNoChanges(t)
+
+	// A stalled start under `pulumi up`: scaled to 5, node 4 is frozen
+	// (docker pause) the moment it is created, for stallHold. up waits for
+	// it, within the nodes' start timeout, and returns once it is healthy.
+	if err := s.SetConfig(context.Background(), config.KeyNodes, auto.ConfigValue{Value: "5"}); err != nil {
+		t.Fatal(err)
+	}
+	late := plan.NodeNames(prefix, 4).Container
+	stalled := make(chan time.Duration, 1)
+	go func() {
+		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(20 * time.Millisecond) {
+			if out, _ := harness.Docker(context.Background(), nil, "ps", "-q", "--filter", "name=^/"+late+"$"); out != "" {
+				_, _ = harness.Docker(context.Background(), nil, "pause", late)
+				time.Sleep(stallHold)
+				_, _ = harness.Docker(context.Background(), nil, "unpause", late)
+				stalled <- stallHold
+				return
+			}
+		}
+		stalled <- 0
+	}()
+	start := time.Now()
+	s.up(t)
+	took := time.Since(start)
+	if <-stalled == 0 {
+		t.Fatalf("%s was never created, so never stalled", late)
+	}
+	if took < stallHold {
+		t.Errorf("up returned %s after it began, before the stalled %s could be healthy (stalled %s)", took.Round(time.Second), late, stallHold)
+	}
+	harness.WaitRunning(t, nodes, 5, 2*time.Minute)
+	t.Logf("up with %s stalled for %s returned after %s (the nodes' start timeout: %d s)", late, stallHold, took.Round(time.Second), components.StartTimeoutSeconds)
+	if _, err := s.Destroy(context.Background(), optdestroy.RunProgram(true), optdestroy.ProgressStreams(testWriter{t})); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+}
