@@ -162,13 +162,17 @@ func (h dockerHost) restartDaemon(t *testing.T) string {
 		gone.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
 }
 
-// containerStarts maps each of a stack's containers to its start time.
+// containerStarts maps each of a stack's running containers that has a
+// restart policy (the nodes and HAProxy, not the one-shot jobs) to its
+// start time.
 func containerStarts(t *testing.T, prefix string) map[string]string {
 	out := map[string]string{}
 	ids := strings.Fields(harness.MustDocker(t, "ps", "-q", "--filter", "label="+plan.LabelStack+"="+prefix))
 	for _, id := range ids {
-		f := strings.Fields(harness.MustDocker(t, "inspect", "-f", "{{.Name}} {{.State.StartedAt}}", id))
-		out[strings.TrimPrefix(f[0], "/")] = f[1]
+		f := strings.Fields(harness.MustDocker(t, "inspect", "-f", "{{.Name}} {{.State.StartedAt}} {{.HostConfig.RestartPolicy.Name}}", id))
+		if len(f) == 3 && f[2] != "no" {
+			out[strings.TrimPrefix(f[0], "/")] = f[1]
+		}
 	}
 	return out
 }
