@@ -55,23 +55,22 @@ func daemonRestart(t *testing.T, line harness.Line) faultRow {
 	row := runFault(t, s, c, "faults-daemon")
 
 	after := containerStarts(t, cfg.Prefix)
+	restarted := 0
 	for name, started := range before {
 		if after[name] == started {
 			t.Errorf("%s did not restart with the daemon (started %s)", name, started)
+			continue
 		}
+		restarted++
 	}
 	got := harness.ConsumeIDs(t, s.amqp, "faults-daemon-backlog", ids, 10*time.Second, 2*time.Minute)
-	if lost, _ := got.Check(ids); len(lost) > 0 {
+	lost, _ := got.Check(ids)
+	if len(lost) > 0 {
 		t.Errorf("%d of the %d durable messages that waited across the restart were lost, e.g. %v", len(lost), len(ids), lost[:min(5, len(lost))])
 	}
-	row.Observed += fmt.Sprintf("; all %d containers came back by their restart policy; %d of %d durable messages that waited in a queue across the restart were there after it",
-		len(before), len(ids)-len(missingOf(got, ids)), len(ids))
+	row.Observed += fmt.Sprintf("; %d of %d containers came back by their restart policy; %d of %d durable messages that waited in a queue across the restart were there after it",
+		restarted, len(before), len(ids)-len(lost), len(ids))
 	return row
-}
-
-func missingOf(got harness.Consumed, ids []string) []string {
-	lost, _ := got.Check(ids)
-	return lost
 }
 
 // dockerHost is a Docker host in a container, reached over TCP at ip.
