@@ -121,7 +121,7 @@ stack: $(PULUMI)
 ## measurements as it goes.
 test: deps lint images $(PULUMI)
 	go test -count=1 $$(go list ./... | grep -v /tests$$)
-	go test -count=1 -timeout 80m -parallel 3 -v ./tests
+	go test -count=1 -timeout 85m -parallel 3 -v ./tests
 
 ## unit: the tests that need neither Docker nor plugins
 unit:
