@@ -76,10 +76,7 @@ func smallVolume(t *testing.T, s faultStack, i int) string {
 func diskAlarm(t *testing.T, s faultStack) (string, func()) {
 	name := s.node(2)
 	dir := s.smallVolume
-	restarts := func() string {
-		return harness.MustDocker(t, "inspect", "-f", "{{.RestartCount}} {{.State.StartedAt}}", name)
-	}
-	before := restarts()
+	before := nodeStart(t, name)
 	fill := func(file string, bytes int64) {
 		if out, err := hostCommand("fallocate", "-l", strconv.FormatInt(bytes, 10), filepath.Join(dir, file)); err != nil {
 			t.Fatalf("fallocate %d bytes on %s's volume: %v: %s", bytes, name, err, out)
@@ -124,7 +121,7 @@ func diskAlarm(t *testing.T, s faultStack) (string, func()) {
 	}
 	time.Sleep(fullDiskHold)
 	left := freeBytes(t, dir)
-	after := restarts()
+	after := nodeStart(t, name)
 	crashed := after != before
 	if crashed {
 		t.Errorf("%s restarted while its disk was full: %s, then %s\n%s", name, before, after, harness.LastBoot(harness.Logs(t, name)))
@@ -277,11 +274,17 @@ func publisherBlockedSince(s faultStack, since time.Time, wait time.Duration) bo
 	return false
 }
 
-// nodeStarts is every node's restart count, start time and OOM flag.
+// nodeStart is a container's restart count, start time and OOM flag:
+// it changes when the container restarts.
+func nodeStart(t *testing.T, name string) string {
+	return harness.MustDocker(t, "inspect", "-f", "{{.RestartCount}} {{.State.StartedAt}} oom={{.State.OOMKilled}}", name)
+}
+
+// nodeStarts is nodeStart of every node.
 func nodeStarts(t *testing.T, s faultStack) string {
 	var out []string
 	for i := range s.cfg.Nodes {
-		out = append(out, harness.MustDocker(t, "inspect", "-f", "{{.RestartCount}} {{.State.StartedAt}} oom={{.State.OOMKilled}}", s.node(i)))
+		out = append(out, nodeStart(t, s.node(i)))
 	}
 	return strings.Join(out, "; ")
 }
