@@ -164,6 +164,8 @@ func nodeFilesOf(cfg *config.Config) (nodeFiles, error) {
 		PeerPrefix: PeerPrefix(cfg.Prefix),
 		MaxNodes:   config.MaxNodes,
 		SeedFirst:  cfg.SeedStartsFirst(),
+		// Khepri is Raft: its minority cannot diverge.
+		PartitionWatch: !cfg.Khepri(),
 	})
 	if err != nil {
 		return nodeFiles{}, err

@@ -26,6 +26,11 @@ const (
 	// synchronised copy of every queue this node leads; RabbitMQ then has
 	// the rest of StopTimeoutSeconds to stop cleanly.
 	HandoverSeconds = StopTimeoutSeconds - 30
+	// PartitionCheckSeconds and PartitionGraceChecks pace the partition
+	// watch of the Mnesia lines: a node on the minority side of a recorded
+	// partition for this many checks in a row restarts its application.
+	PartitionCheckSeconds = 5
+	PartitionGraceChecks  = 3
 )
 
 // ClusterData is what the cluster script is rendered from. It is the same
@@ -41,6 +46,9 @@ type ClusterData struct {
 	// SeedFirst: a fresh non-seed node starts RabbitMQ only after the
 	// seed's container runs (config.Config.SeedStartsFirst).
 	SeedFirst bool
+	// PartitionWatch runs the partition watch: on the lines whose metadata
+	// store is Mnesia, where a partition can outlast its cause.
+	PartitionWatch bool
 }
 
 // ClusterScript renders cluster.sh.
@@ -53,10 +61,12 @@ func ClusterScript(d ClusterData) (string, error) {
 		Header                                                        string
 		CookieFile, SecretsConf, ReadyFile                            string
 		JoinAttempts, ForgetTimeoutSeconds, HandoverSeconds, AMQPPort int
+		PartitionCheckSeconds, PartitionGraceChecks                   int
 	}{
 		ClusterData: d, Header: Header,
 		CookieFile: CookieUploadPath, SecretsConf: SecretsConfPath, ReadyFile: ReadyFile,
 		JoinAttempts: JoinAttempts, ForgetTimeoutSeconds: ForgetTimeoutSeconds, HandoverSeconds: HandoverSeconds, AMQPPort: AMQPPort,
+		PartitionCheckSeconds: PartitionCheckSeconds, PartitionGraceChecks: PartitionGraceChecks,
 	})
 }
 

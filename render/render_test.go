@@ -147,6 +147,16 @@ func TestClusterScript(t *testing.T) {
 	if _, err := ClusterScript(ClusterData{}); err == nil {
 		t.Error("no error for empty data")
 	}
+	// Every line marks a stopping node; only Mnesia lines watch for partitions.
+	mustContain(t, s, "\tmark_stopping\n", `[ -z "$(running_peers)" ]`)
+	mustNotContain(t, s, "partition_watch")
+	watched := clusterData
+	watched.PartitionWatch = true
+	w, err := ClusterScript(watched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, w, "\tpartition_watch &\n\twatch=$!\n", "sleep 5 &", "if ((strikes >= 3)); then", "ctl -q stop_app && ctl -q start_app")
 	if got := NodeCommand("ram"); strings.Join(got, " ") != ScriptPath+" node ram" {
 		t.Errorf("NodeCommand = %v", got)
 	}
@@ -163,11 +173,17 @@ func TestScriptsShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	watched := clusterData
+	watched.PartitionWatch = true
+	watching, err := ClusterScript(watched)
+	if err != nil {
+		t.Fatal(err)
+	}
 	haproxy, err := HAProxyScript()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]string{"cluster.sh": cluster, "haproxy.sh": haproxy} {
+	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy} {
 		path := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
 			t.Fatal(err)

@@ -149,6 +149,14 @@ func restartNodes(t *testing.T, cfg *config.Config, sequence []int, together boo
 		harness.MustDocker(t, append([]string{"restart"}, names...)...)
 		return
 	}
+	eachAtOnce(t, "restart", names)
+}
+
+// eachAtOnce runs `docker VERB NAME` for every name, each in its own
+// command, all at once: as a host's reboot or a Docker daemon's restart
+// stops or starts them.
+func eachAtOnce(t *testing.T, verb string, names []string) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(names))
 	for k, name := range names {
@@ -157,7 +165,7 @@ func restartNodes(t *testing.T, cfg *config.Config, sequence []int, together boo
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			_, errs[k] = harness.Docker(ctx, nil, "restart", name)
+			_, errs[k] = harness.Docker(ctx, nil, verb, name)
 		}()
 	}
 	wg.Wait()
