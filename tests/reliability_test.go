@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,7 +26,11 @@ import (
 var (
 	reliabilityLines  = flag.String("reliability.lines", "4.3-quorum", "lines the fault matrix runs on: comma-separated line names, or all")
 	reliabilityReport = flag.String("reliability.report", "", "write the fault matrix's tables to this Markdown file")
+	reliabilityCases  = flag.String("reliability.cases", "", "run only the cases whose names match this regular expression (no report: a partial run would overwrite the full one)")
 )
+
+// daemonCaseName is the case run on a Docker host of its own, after the others.
+const daemonCaseName = "the Docker daemon restarted"
 
 // Budgets every fault case is held to.
 const (
@@ -103,8 +108,15 @@ func TestIntegrationReliability(t *testing.T) {
 		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
 	}
 	lines := selectLines(t, *reliabilityLines)
+	only, err := regexp.Compile(*reliabilityCases)
+	if err != nil {
+		t.Fatalf("-reliability.cases=%q: %v", *reliabilityCases, err)
+	}
+	if *reliabilityCases != "" && *reliabilityReport != "" {
+		t.Fatalf("-reliability.cases=%q with -reliability.report: a report is written from every case only", *reliabilityCases)
+	}
 	for _, line := range lines {
-		t.Run(line.Name, func(t *testing.T) { reliability(t, line) })
+		t.Run(line.Name, func(t *testing.T) { reliability(t, line, only) })
 	}
 	if *reliabilityReport != "" {
 		old, _ := os.ReadFile(*reliabilityReport)
@@ -140,7 +152,7 @@ func lineNames() string {
 	return strings.Join(n, ", ")
 }
 
-func reliability(t *testing.T, line harness.Line) {
+func reliability(t *testing.T, line harness.Line, only *regexp.Regexp) {
 	harness.RequireImages(t, line.Image, line.HAProxy)
 	cfg := line.Config(t, "rmqha-it-faults", 240, 50300, map[string]string{config.KeyDiskFreeLimitMB: strconv.Itoa(diskLimitMB)})
 	harness.RemoveStack(t, cfg.Prefix)
@@ -153,6 +165,9 @@ func reliability(t *testing.T, line harness.Line) {
 	}
 
 	for i, c := range faultCases {
+		if !only.MatchString(c.name) {
+			continue
+		}
 		ok := t.Run(c.name, func(t *testing.T) {
 			row := runFault(t, s, c, fmt.Sprintf("faults-%d", i))
 			faultRows.Lock()
@@ -165,7 +180,10 @@ func reliability(t *testing.T, line harness.Line) {
 		}
 	}
 	// On a Docker host of its own, whose daemon it restarts.
-	t.Run("the Docker daemon restarted", func(t *testing.T) {
+	if !only.MatchString(daemonCaseName) {
+		return
+	}
+	t.Run(daemonCaseName, func(t *testing.T) {
 		row := daemonRestart(t, line)
 		faultRows.Lock()
 		faultRows.byLine[line.Name] = append(faultRows.byLine[line.Name], row)
@@ -271,6 +289,12 @@ func partitionNode(t *testing.T, s faultStack, i int) (minority string, repair f
 		t.Logf("%s, cut off: add_vhost failed %s after the cut: %v", name, time.Since(cut).Round(100*time.Millisecond), err)
 		return fmt.Sprintf("a metadata write did not commit in %s (Khepri: no Raft majority)", time.Since(cut).Round(time.Second)), repair
 	}
+	// The partition watch (cluster.sh, Mnesia lines) says in the node's
+	// log when it restarted the node's application after the heal.
+	t.Cleanup(func() {
+		logs, _ := harness.Docker(context.Background(), nil, "logs", "--since", cut.Format(time.RFC3339Nano), name)
+		t.Logf("%s's partition watch after the reconnect: %d restart(s) of its application", name, strings.Count(logs, "partition watch: restarted"))
+	})
 	// pause_minority: RabbitMQ stops on the cut-off node once it sees
 	// every peer down, and says so in its log (the node's own CLI is no
 	// witness: it may not reach a node in the middle of pausing). Measured,
