@@ -129,6 +129,9 @@ type TLS struct {
 	KeyAlgorithm      string
 	ValidityHours     int
 	EarlyRenewalHours int
+	// ClientCACert is the PEM bundle of the CAs whose client certificates
+	// AMQPS requires (mutual TLS); empty, none is asked for.
+	ClientCACert string
 }
 
 // Secrets are the secret config values.

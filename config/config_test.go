@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/pem"
 	"errors"
 	"os"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"gopkg.in/yaml.v3"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 )
 
 const (
@@ -191,6 +194,49 @@ func TestValidation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientCABundle: tlsClientCaCert takes CA certificates only, and its
+// errors describe the value without quoting it.
+func TestClientCABundle(t *testing.T) {
+	t.Parallel()
+	pki, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := pem.Decode([]byte(pki.ServerPEM))
+	leafPEM := string(pem.EncodeToMemory(leaf))
+	key := pki.ServerPEM[strings.Index(pki.ServerPEM, "-----BEGIN EC PRIVATE KEY"):]
+	for _, ok := range []string{pki.CAPEM, pki.CAPEM + other.CAPEM, "\n" + pki.CAPEM + "\n"} {
+		c, _, err := load(t, set(KeyTLSClientCACert, ok))
+		if err != nil {
+			t.Errorf("a CA bundle refused: %v", err)
+		} else if c.TLS.ClientCACert != strings.TrimSpace(ok)+"\n" {
+			t.Errorf("ClientCACert = %q", c.TLS.ClientCACert)
+		}
+	}
+	for value, want := range map[string]string{
+		"not pem":            "tlsClientCaCert: (PEM, 8 bytes) holds no PEM certificate",
+		leafPEM:              `is not a CA certificate (basicConstraints CA:TRUE)`,
+		pki.CAPEM + key:      `block 2 is a PEM "EC PRIVATE KEY": only CA CERTIFICATE blocks belong here (never a key)`,
+		pki.CAPEM + "junk\n": "has text after its 1 certificate(s) that is not PEM",
+		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n": "block 1 is not an X.509 certificate",
+	} {
+		_, _, err := load(t, set(KeyTLSClientCACert, value))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want %q", err, want)
+			continue
+		}
+		for _, line := range strings.Split(value, "\n") {
+			if line != "" && !strings.HasPrefix(line, "-----") && strings.Contains(err.Error(), line) {
+				t.Errorf("the error quotes the value's line %q: %v", line, err)
+			}
+		}
 	}
 }
 

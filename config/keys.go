@@ -53,6 +53,7 @@ const (
 	KeyTLSKeyAlgorithm  = "tlsKeyAlgorithm"
 	KeyTLSValidityHours = "tlsValidityHours"
 	KeyTLSEarlyRenewal  = "tlsEarlyRenewalHours"
+	KeyTLSClientCACert  = "tlsClientCaCert"
 	KeyErlangCookie     = "erlangCookie"
 	KeyAdminPassword    = "adminPassword"
 	KeyStatsPassword    = "statsPassword"
@@ -109,6 +110,7 @@ var Keys = []Key{
 	{KeyTLSKeyAlgorithm, "string", KeyECDSA, false, "Key algorithm of the CA and server keys: ECDSA (P-256) or RSA (3072 bits)."},
 	{KeyTLSValidityHours, "integer", "8760", false, "Validity of the server certificate, in hours. The CA lives ten times as long."},
 	{KeyTLSEarlyRenewal, "integer", "720", false, "Hours before expiry at which `pulumi up` renews the server certificate."},
+	{KeyTLSClientCACert, "string", "", false, "Mutual TLS: PEM of the CA certificate(s) whose client certificates HAProxy's AMQPS port requires. Empty: no client certificate is asked for."},
 	{KeyErlangCookie, "string", "", true, "Required secret. Shared Erlang cookie: 20 to 255 letters and digits."},
 	{KeyAdminPassword, "string", "", true, "Required secret. Password of adminUser (at least 12 characters)."},
 	{KeyStatsPassword, "string", "", true, "Required secret. Password of the HAProxy stats page (at least 12 characters)."},

@@ -86,6 +86,7 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 			KeyAlgorithm:      p.str(KeyTLSKeyAlgorithm),
 			ValidityHours:     p.integer(KeyTLSValidityHours),
 			EarlyRenewalHours: p.integer(KeyTLSEarlyRenewal),
+			ClientCACert:      pemText(p.str(KeyTLSClientCACert)),
 		},
 		Secrets: Secrets{
 			ErlangCookie:  p.secret(KeyErlangCookie),
@@ -250,4 +251,13 @@ func (p *parser) parseAddr(key, s string) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
+}
+
+// pemText is trimmed PEM text as a PEM file holds it, ending in a newline;
+// "" stays "".
+func pemText(s string) string {
+	if s == "" {
+		return ""
+	}
+	return s + "\n"
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // FieldError is one bad config value: the key, the value and the rule.
@@ -271,6 +274,44 @@ func (c *Config) validateTLS(v *validator) {
 	if c.TLS.EarlyRenewalHours < 1 || c.TLS.EarlyRenewalHours >= c.TLS.ValidityHours {
 		v.fail(KeyTLSEarlyRenewal, strconv.Itoa(c.TLS.EarlyRenewalHours), fmt.Sprintf("must be at least 1 and less than %s (%d)", KeyTLSValidityHours, c.TLS.ValidityHours))
 	}
+	if c.TLS.ClientCACert != "" {
+		if why := clientCAProblem(c.TLS.ClientCACert); why != "" {
+			// The value is public, but long: it is described, not quoted.
+			v.fail(KeyTLSClientCACert, fmt.Sprintf("(PEM, %d bytes)", len(c.TLS.ClientCACert)), why)
+		}
+	}
+}
+
+// clientCAProblem says what is wrong with a client CA bundle, or "": it
+// must hold only PEM CERTIFICATE blocks, each a valid CA certificate.
+func clientCAProblem(bundle string) string {
+	rest := []byte(bundle)
+	n := 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		n++
+		if b.Type != "CERTIFICATE" {
+			return fmt.Sprintf("block %d is a PEM %q: only CA CERTIFICATE blocks belong here (never a key)", n, b.Type)
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return fmt.Sprintf("block %d is not an X.509 certificate: %v", n, err)
+		}
+		if !cert.IsCA {
+			return fmt.Sprintf("block %d (subject %q) is not a CA certificate (basicConstraints CA:TRUE)", n, cert.Subject.String())
+		}
+	}
+	if n == 0 {
+		return "holds no PEM certificate: give the CA certificate's PEM text, -----BEGIN CERTIFICATE----- included"
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return fmt.Sprintf("has text after its %d certificate(s) that is not PEM", n)
+	}
+	return ""
 }
 
 // validateSecrets never prints a secret value, only its length.

@@ -66,6 +66,10 @@ type Broker struct {
 // CertBundlePath is where the config job finds the certificate bundle.
 var CertBundlePath = render.Staged(render.HAProxyCertPath)
 
+// ClientCABundlePath is where the config job finds the client CA bundle
+// (mutual TLS, tlsClientCaCert).
+var ClientCABundlePath = render.Staged(render.HAProxyClientCAPath)
+
 // Node container settings.
 const (
 	// DataPath is the official image's data directory (and HOME).
@@ -242,7 +246,12 @@ func node(cfg *config.Config, files nodeFiles, i int) (Node, error) {
 // readable by the haproxy user alone: the config holds the stats password,
 // the bundle the key.
 func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
-	script, err := render.HAProxyScript()
+	clientCA := cfg.TLS.ClientCACert
+	script, err := render.HAProxyScript(false)
+	if err != nil {
+		return HAProxy{}, err
+	}
+	jobScript, err := render.HAProxyScript(clientCA != "")
 	if err != nil {
 		return HAProxy{}, err
 	}
@@ -251,6 +260,15 @@ func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
 		return HAProxy{}, err
 	}
 	scriptFile := FileSpec{Path: render.HAProxyScriptPath, Content: script, Mode: ModeExecutable}
+	jobFiles := []FileSpec{
+		{Path: render.HAProxyScriptPath, Content: jobScript, Mode: ModeExecutable},
+		{Path: render.Staged(render.HAProxyConfigPath), Content: text, Mode: ModeSecret, Secret: true},
+		{Path: CertBundlePath, Mode: ModeSecret, Secret: true},
+	}
+	if clientCA != "" {
+		// Public: it shows in a preview's diff.
+		jobFiles = append(jobFiles, FileSpec{Path: ClientCABundlePath, Content: clientCA, Mode: ModeReadable})
+	}
 	volume := haproxyVolumeName(cfg.Prefix)
 	host := cfg.HostIP.String()
 	h := HAProxy{Volume: volume}
@@ -276,14 +294,10 @@ func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
 		Labels:  labels(cfg.Prefix, RoleHAProxy, nil),
 	}
 	h.ConfigJob = ContainerSpec{
-		Name:    configJobName(cfg.Prefix),
-		Command: render.InstallCommand(),
-		User:    "root",
-		Files: []FileSpec{
-			scriptFile,
-			{Path: render.Staged(render.HAProxyConfigPath), Content: text, Mode: ModeSecret, Secret: true},
-			{Path: CertBundlePath, Mode: ModeSecret, Secret: true},
-		},
+		Name:       configJobName(cfg.Prefix),
+		Command:    render.InstallCommand(),
+		User:       "root",
+		Files:      jobFiles,
 		Volume:     volume,
 		VolumePath: render.HAProxyConfDir,
 		Restart:    RestartNever,
@@ -295,6 +309,9 @@ func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
 // haproxyData is the haproxy.cfg data: every node by name and IP.
 func haproxyData(cfg *config.Config, nodes []Node) render.HAProxyData {
 	d := render.HAProxyData{StatsUser: cfg.StatsUser, StatsPassword: cfg.Secrets.StatsPassword}
+	if cfg.TLS.ClientCACert != "" {
+		d.ClientCADigest = render.Digest(cfg.TLS.ClientCACert)
+	}
 	for _, n := range nodes {
 		d.Nodes = append(d.Nodes, render.Backend{Name: n.Container, IP: n.IP})
 	}

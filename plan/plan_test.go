@@ -1,11 +1,13 @@
 package plan
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 )
 
@@ -179,6 +181,39 @@ func TestWithFileCopies(t *testing.T) {
 	job := p.HAProxy.ConfigJob.WithFile(CertBundlePath, "PEM")
 	if file(t, job, CertBundlePath) != "PEM" || file(t, p.HAProxy.ConfigJob, CertBundlePath) != "" {
 		t.Error("WithFile changed the plan's own spec, or not the copy")
+	}
+}
+
+// TestClientCA: mutual TLS changes the config job (the bundle, the script
+// that installs it, haproxy.cfg) and never HAProxy's own container.
+func TestClientCA(t *testing.T) {
+	pki, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := New(load(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutual, err := New(load(t, map[string]string{config.KeyTLSClientCACert: pki.CAPEM}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(plain.HAProxy.Spec, mutual.HAProxy.Spec) {
+		t.Error("mutual TLS changed HAProxy's container: it would be re-created")
+	}
+	job := mutual.HAProxy.ConfigJob
+	if got := file(t, job, ClientCABundlePath); got != pki.CAPEM {
+		t.Errorf("the job's client CA bundle = %q", got)
+	}
+	if s := file(t, job, render.HAProxyScriptPath); !strings.Contains(s, "for f in client-ca.pem server.pem haproxy.cfg; do") {
+		t.Error("the job's script does not install the client CA bundle")
+	}
+	if c := file(t, job, render.Staged(render.HAProxyConfigPath)); !strings.Contains(c, "verify required") || !strings.Contains(c, render.Digest(pki.CAPEM)) {
+		t.Error("haproxy.cfg neither requires client certificates nor names the bundle's digest")
+	}
+	if slices.ContainsFunc(plain.HAProxy.ConfigJob.Files, func(f FileSpec) bool { return f.Path == ClientCABundlePath }) {
+		t.Error("a client CA bundle without tlsClientCaCert")
 	}
 }
 

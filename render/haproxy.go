@@ -1,7 +1,9 @@
 package render
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"text/template"
@@ -29,6 +31,17 @@ type HAProxyData struct {
 	// StatsUser and StatsPassword guard the stats page. The password makes
 	// the rendered file a secret.
 	StatsUser, StatsPassword string
+	// ClientCADigest is the SHA-256 of the client CA bundle, where AMQPS
+	// requires client certificates (mutual TLS); empty, it does not. The
+	// digest is in haproxy.cfg, so a new bundle changes the file HAProxy
+	// watches, and it reloads.
+	ClientCADigest string
+}
+
+// Digest is the digest ClientCADigest holds for a bundle.
+func Digest(bundle string) string {
+	sum := sha256.Sum256([]byte(bundle))
+	return hex.EncodeToString(sum[:])
 }
 
 // Backend is one RabbitMQ node as HAProxy sees it.
@@ -46,24 +59,30 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 		HAProxyData
 		Header                                         string
 		AMQPPort, AMQPSPort, ManagementPort, StatsPort int
-		CertPath                                       string
+		CertPath, ClientCAPath                         string
 	}{
 		HAProxyData: d, Header: Header,
 		AMQPPort: AMQPPort, AMQPSPort: AMQPSPort, ManagementPort: ManagementPort, StatsPort: StatsPort,
-		CertPath: HAProxyCertPath,
+		CertPath: HAProxyCertPath, ClientCAPath: HAProxyClientCAPath,
 	})
 }
 
 // HAProxyScript renders haproxy.sh. It depends on nothing but the paths, so
-// a renewal or a scale change never changes it.
-func HAProxyScript() (string, error) {
+// a renewal or a scale change never changes it. clientCA is for the config
+// job's copy only: its install step also installs the client CA bundle.
+// HAProxy's own copy never has it (a new haproxy.cfg, which names the
+// bundle's digest, makes it reload), so turning mutual TLS on or off never
+// re-creates HAProxy.
+func HAProxyScript(clientCA bool) (string, error) {
 	return execute(haproxyScriptTemplate, struct {
-		Header, Dir, ConfigFile, CertFile string
-		WaitTenths                        int
+		Header, Dir, ConfigFile, CertFile, ClientCAFile string
+		WaitTenths                                      int
+		ClientCA                                        bool
 	}{
 		Header: Header, Dir: HAProxyConfDir,
 		ConfigFile: path.Base(HAProxyConfigPath), CertFile: path.Base(HAProxyCertPath),
-		WaitTenths: ConfigWaitSeconds * 10,
+		ClientCAFile: path.Base(HAProxyClientCAPath),
+		WaitTenths:   ConfigWaitSeconds * 10, ClientCA: clientCA,
 	})
 }
 

@@ -43,6 +43,9 @@ const (
 	HAProxyConfigPath = HAProxyConfDir + "/haproxy.cfg"
 	// HAProxyCertPath is the PEM bundle (certificate, CA, key) for AMQPS.
 	HAProxyCertPath = HAProxyConfDir + "/server.pem"
+	// HAProxyClientCAPath is the CA bundle AMQPS verifies client
+	// certificates against (mutual TLS), where one is configured.
+	HAProxyClientCAPath = HAProxyConfDir + "/client-ca.pem"
 	// HAProxyStageDir is where the config job gets the files it installs.
 	HAProxyStageDir = "/opt/rabbitmq-ha/haproxy"
 )

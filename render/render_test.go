@@ -52,7 +52,15 @@ func TestHAProxyConfig(t *testing.T) {
 		"option clitcpka", "option srvtcpka", "timeout client 3h", "timeout server 3h",
 		"bind :1080", "stats auth admin:stats-Passw0rd!",
 	)
-	mustNotContain(t, cfg, "verify none")
+	mustNotContain(t, cfg, "verify none", "ca-file")
+	mutual := threeNodes
+	mutual.ClientCADigest = Digest("CA PEM")
+	m, err := HAProxyConfig(mutual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, m, "bind :5671 ssl crt "+HAProxyCertPath+" ssl-min-ver TLSv1.2 ca-file "+HAProxyClientCAPath+" verify required\n",
+		"(sha256 "+Digest("CA PEM")+")")
 	// The management backend's sessions outlive a node's mark-down: an API
 	// request redispatched away from a dead node must not be shut with it.
 	mgmt := cfg[strings.Index(cfg, "backend rabbitmq_management"):strings.Index(cfg, "listen stats")]
@@ -76,29 +84,37 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal("haproxy is not installed (Debian package haproxy; .ci/run installs it)")
 	}
-	cfg, err := HAProxyConfig(threeNodes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	pki, err := testpki.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pemPath := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(pemPath, []byte(pki.ServerPEM), 0o600); err != nil {
-		t.Fatal(err)
+	caPath := filepath.Join(dir, "client-ca.pem")
+	for path, content := range map[string]string{pemPath: pki.ServerPEM, caPath: pki.CAPEM} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The certificate path is a constant of the image; point it at the test's PEM.
-	cfgPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cfg, HAProxyCertPath, pemPath)), 0o600); err != nil {
-		t.Fatal(err)
+	mutual := threeNodes
+	mutual.ClientCADigest = Digest(pki.CAPEM)
+	for name, data := range map[string]HAProxyData{"haproxy.cfg": threeNodes, "haproxy.cfg (mutual TLS)": mutual} {
+		cfg, err := HAProxyConfig(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The file paths are constants of the image; point them at the test's files.
+		cfg = strings.NewReplacer(HAProxyCertPath, pemPath, HAProxyClientCAPath, caPath).Replace(cfg)
+		cfgPath := filepath.Join(dir, "haproxy.cfg")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(haproxy, "-c", "-f", cfgPath).CombinedOutput()
+		if err != nil {
+			t.Fatalf("haproxy -c, %s: %v\n%s", name, err, out)
+		}
+		mustNotContain(t, string(out), "[WARNING]", "[ALERT]")
 	}
-	out, err := exec.Command(haproxy, "-c", "-f", cfgPath).CombinedOutput()
-	if err != nil {
-		t.Fatalf("haproxy -c: %v\n%s", err, out)
-	}
-	mustNotContain(t, string(out), "[WARNING]", "[ALERT]")
 }
 
 func TestRabbitMQConf(t *testing.T) {
@@ -179,11 +195,15 @@ func TestScriptsShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	haproxy, err := HAProxyScript()
+	haproxy, err := HAProxyScript(false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy} {
+	job, err := HAProxyScript(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy, "haproxy.sh (client CA)": job} {
 		path := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
 			t.Fatal(err)
@@ -196,13 +216,20 @@ func TestScriptsShellcheck(t *testing.T) {
 
 func TestHAProxyScript(t *testing.T) {
 	t.Parallel()
-	s, err := HAProxyScript()
+	s, err := HAProxyScript(false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, s, "#!/bin/bash\n"+Header, "readonly DIR='"+HAProxyConfDir+"'", `readonly CFG="$DIR/haproxy.cfg"`,
 		`readonly CERT="$DIR/server.pem"`, "readonly WAIT_TENTHS=300", `haproxy -W -db -f "$CFG"`, "kill -USR2",
 		"install -o haproxy -g haproxy -m 0400", "for f in server.pem haproxy.cfg; do")
+	mustNotContain(t, s, "client-ca.pem")
+	job, err := HAProxyScript(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client CA first: haproxy.cfg, installed last, names it.
+	mustContain(t, job, "for f in client-ca.pem server.pem haproxy.cfg; do")
 	if got := strings.Join(InstallCommand(), " "); got != HAProxyScriptPath+" install "+HAProxyStageDir {
 		t.Errorf("InstallCommand = %s", got)
 	}

@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
@@ -36,6 +37,7 @@ func refusedAtTheEdge(t *testing.T, s faultStack) (string, func()) {
 			t.Errorf("%s: refused with %v, want %q", what, err, want)
 			seen = append(seen, fmt.Sprintf("%s: %v", what, err))
 		default:
+			t.Logf("%s: refused: %v", what, err)
 			seen = append(seen, what+": "+want)
 		}
 	}
@@ -74,6 +76,34 @@ func refusedAtTheEdge(t *testing.T, s faultStack) (string, func()) {
 	refused("TLS 1.2 with only CBC, SHA-1 or RSA key exchange ciphers", dial(amqps, verified(tls.VersionTLS12, tls.VersionTLS12, weak)), "handshake failure")
 	untrusted := tls.Config{ServerName: "localhost"}
 	refused("AMQPS verified against another CA (the system's)", dial(amqps, &untrusted), "certificate signed by unknown authority")
+
+	// Mutual TLS, turned on through the config job as `pulumi up` does,
+	// then off again: HAProxy reloads under the load, not re-created.
+	clients, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	installConfig(t, withClientCA(s.cfg, clients.CAPEM), s.pki.ServerPEM)
+	for on := time.Now(); dial(amqps, clientTLS(t, s.pki, nil)) == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Since(on) > 10*time.Second {
+			t.Fatal("mutual TLS is not in force 10 s after its install")
+		}
+	}
+	if err := dial(amqps, clientTLS(t, s.pki, &clients)); err != nil {
+		t.Errorf("mutual TLS: a client certificate of the configured CA is refused: %v", err)
+	}
+	refused("mutual TLS: no client certificate", dial(amqps, clientTLS(t, s.pki, nil)), "tls: certificate required")
+	refused("mutual TLS: a client certificate of another CA", dial(amqps, clientTLS(t, s.pki, &stranger)), "tls: unknown certificate authority")
+	installConfig(t, s.cfg, s.pki.ServerPEM)
+	for off := time.Now(); dial(amqps, clientTLS(t, s.pki, nil)) != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Since(off) > 10*time.Second {
+			t.Fatal("AMQPS still asks for a client certificate 10 s after mutual TLS was turned off")
+		}
+	}
 
 	status := func(url, user, password string) error {
 		req, err := http.NewRequest(http.MethodGet, url, nil)

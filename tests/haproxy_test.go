@@ -104,7 +104,8 @@ func haproxyInFront(t *testing.T, line harness.Line) {
 		}
 	}
 
-	testCertReload(t, cfg, pki, admin(e.AMQPS))
+	renewed := testCertReload(t, cfg, pki, admin(e.AMQPS))
+	testMutualTLS(t, cfg, renewed, admin(e.AMQPS))
 
 	// Kill node 1. leastconn spreads three connections over the three nodes;
 	// exactly the one on node 1 must be shut soon after the kill.
@@ -203,7 +204,7 @@ func installConfig(t *testing.T, cfg *config.Config, bundle string) {
 // connects every 10 ms and an AMQPS client stays connected: HAProxy serves
 // the new certificate within seconds, refuses no connection, and keeps the
 // client.
-func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL string) {
+func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL string) testpki.PKI {
 	renewed, err := testpki.New()
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +240,85 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 	if logs := harness.Logs(t, cfg.Prefix+"-haproxy"); !strings.Contains(logs, "haproxy.cfg or the certificate bundle changed: reloading") {
 		t.Errorf("HAProxy's log does not tell of the reload:\n%s", logs)
 	}
+	return renewed
+}
+
+// testMutualTLS turns mutual TLS on (tlsClientCaCert, through the config
+// job, as `pulumi up` does), checks that AMQPS takes a client certificate
+// of the configured CA and refuses none and another CA's, and turns it off
+// again; HAProxy reloads each time and is never re-created.
+func testMutualTLS(t *testing.T, cfg *config.Config, server testpki.PKI, amqpsURL string) {
+	clients, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	haproxy := harness.Plan(t, cfg).HAProxy.Spec.Name
+	started := harness.MustDocker(t, "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", haproxy)
+	installConfig(t, withClientCA(cfg, clients.CAPEM), server.ServerPEM)
+
+	conf := func(c *testpki.PKI) *tls.Config { return clientTLS(t, server, c) }
+	refused := func(c *testpki.PKI) bool {
+		conn, err := amqp.DialTLS(amqpsURL, conf(c))
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	}
+	installed := time.Now()
+	for !refused(nil) {
+		if time.Since(installed) > 10*time.Second {
+			t.Fatal("AMQPS still takes a client without a certificate 10 s after mutual TLS was installed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("mutual TLS in force %s after the install", time.Since(installed).Round(10*time.Millisecond))
+	if refused(&stranger) {
+		t.Log("a client certificate of another CA: refused")
+	} else {
+		t.Error("AMQPS took a client certificate of another CA")
+	}
+	conn := harness.Dial(t, amqpsURL, conf(&clients), 10*time.Second)
+	if got := harness.PublishConfirmed(t, conn, "it-haproxy-mtls", 10, nil); got != 10 {
+		t.Errorf("confirmed %d of 10 with a client certificate of the configured CA", got)
+	}
+	conn.Close()
+
+	installConfig(t, cfg, server.ServerPEM)
+	for off := time.Now(); refused(nil); time.Sleep(100 * time.Millisecond) {
+		if time.Since(off) > 10*time.Second {
+			t.Fatal("AMQPS still asks for a client certificate 10 s after mutual TLS was turned off")
+		}
+	}
+	if now := harness.MustDocker(t, "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", haproxy); now != started {
+		t.Errorf("HAProxy was re-created or restarted: %s, then %s", started, now)
+	}
+}
+
+// withClientCA is cfg with mutual TLS: AMQPS requires client certificates
+// of the CAs of bundle.
+func withClientCA(cfg *config.Config, bundle string) *config.Config {
+	mutual := *cfg
+	mutual.TLS.ClientCACert = bundle
+	return &mutual
+}
+
+// clientTLS verifies the server's certificate against server's CA, and
+// presents a client certificate of client, if any.
+func clientTLS(t *testing.T, server testpki.PKI, client *testpki.PKI) *tls.Config {
+	t.Helper()
+	conf := &tls.Config{RootCAs: server.Pool, ServerName: "localhost"}
+	if client != nil {
+		cert, err := client.Client("it-client")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf
 }
 
 // expectStillPublishing checks that a connection opened before a change

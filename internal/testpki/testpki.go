@@ -1,12 +1,13 @@
 // Package testpki makes throwaway TLS material for tests and the bench: a CA
 // and a server certificate for localhost and 127.0.0.1 that it signs, as the
-// PKI component makes them.
+// PKI component makes them, and client certificates for mutual TLS.
 package testpki
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,6 +21,31 @@ type PKI struct {
 	CAPEM     string
 	Pool      *x509.CertPool
 	ServerPEM string // certificate, CA, key: HAProxy's crt bundle
+
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+}
+
+// Client signs a client certificate for name (mutual TLS), valid for a day.
+func (p PKI) Client(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // New makes a fresh PKI valid for a day.
@@ -65,6 +91,7 @@ func New() (PKI, error) {
 	return PKI{
 		CAPEM: caPEM,
 		Pool:  pool,
+		ca:    ca, caKey: caKey,
 		ServerPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) + caPEM +
 			string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})),
 	}, nil
