@@ -14,7 +14,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
-	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
@@ -79,14 +78,7 @@ func refusedAtTheEdge(t *testing.T, s faultStack) (string, func()) {
 
 	// Mutual TLS, turned on through the config job as `pulumi up` does,
 	// then off again: HAProxy reloads under the load, not re-created.
-	clients, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clients, stranger := mustPKI(t), mustPKI(t)
 	installConfig(t, withClientCA(s.cfg, clients.CAPEM), s.pki.ServerPEM)
 	for on := time.Now(); dial(amqps, clientTLS(t, s.pki, nil)) == nil; time.Sleep(100 * time.Millisecond) {
 		if time.Since(on) > 10*time.Second {

@@ -248,14 +248,7 @@ func testCertReload(t *testing.T, cfg *config.Config, old testpki.PKI, amqpsURL 
 // of the configured CA and refuses none and another CA's, and turns it off
 // again; HAProxy reloads each time and is never re-created.
 func testMutualTLS(t *testing.T, cfg *config.Config, server testpki.PKI, amqpsURL string) {
-	clients, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := testpki.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clients, stranger := mustPKI(t), mustPKI(t)
 	haproxy := harness.Plan(t, cfg).HAProxy.Spec.Name
 	started := harness.MustDocker(t, "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", haproxy)
 	installConfig(t, withClientCA(cfg, clients.CAPEM), server.ServerPEM)
@@ -296,6 +289,16 @@ func testMutualTLS(t *testing.T, cfg *config.Config, server testpki.PKI, amqpsUR
 	if now := harness.MustDocker(t, "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", haproxy); now != started {
 		t.Errorf("HAProxy was re-created or restarted: %s, then %s", started, now)
 	}
+}
+
+// mustPKI is a fresh test PKI: a CA, and the server certificate it signed.
+func mustPKI(t *testing.T) testpki.PKI {
+	t.Helper()
+	p, err := testpki.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // withClientCA is cfg with mutual TLS: AMQPS requires client certificates
