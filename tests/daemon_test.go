@@ -50,7 +50,7 @@ func daemonRestart(t *testing.T, line harness.Line) faultRow {
 	ids := backlog.ConfirmedIDs()
 	before := containerStarts(t, cfg.Prefix)
 
-	c := faultCase{daemonCaseName, func(t *testing.T, s faultStack) (string, func()) {
+	c := faultCase{name: daemonCaseName, fault: func(t *testing.T, s faultStack) (string, func()) {
 		return host.restartDaemon(t), func() {}
 	}}
 	row := runFault(t, s, c, "faults-daemon")

@@ -59,6 +59,12 @@ type faultStack struct {
 
 func (s faultStack) node(i int) string { return plan.NodeNames(s.cfg.Prefix, i).Container }
 
+// direct is node i's own AMQP endpoint, as the admin: a client that
+// bypasses HAProxy, as consumers pinned to a node do.
+func (s faultStack) direct(i int) string {
+	return plan.WithUser(plan.EndpointsOf(s.cfg).Nodes[i], s.cfg.AdminUser, harness.TestAdminPassword)
+}
+
 // faultCase injects one fault, checks the behaviour during it, and removes
 // it; the matrix runs each under load and measures the rest.
 type faultCase struct {
@@ -66,22 +72,32 @@ type faultCase struct {
 	// fault breaks the stack, checks what the cut-off side does (and says
 	// it, where the case has one), and returns what repairs the fault.
 	fault func(t *testing.T, s faultStack) (minority string, repair func())
+	// load is the URL the case's load uses; nil is through HAProxy.
+	load func(s faultStack) string
+	// mirroredLoss, where set, is why classic mirrored queues (3.x) may
+	// lose confirmed messages in this case: RabbitMQ's own limit, with
+	// upstream's word for it. The loss is measured and reported there, not
+	// failed; every other line must lose nothing.
+	mirroredLoss string
 }
 
 var faultCases = []faultCase{
-	{"partition: node 1 disconnected for 30 s", func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 1) }},
-	{"partition: the seed (node 0) disconnected for 30 s", func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 0) }},
-	{"partition: HAProxy cut off from node 2 for 30 s", isolateHAProxyFromNode2},
-	{"HAProxy's process killed (SIGKILL)", killHAProxy},
-	{"HAProxy restarted (docker restart)", func(t *testing.T, s faultStack) (string, func()) {
+	{name: "partition: node 1 disconnected for 30 s", fault: func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 1) }},
+	{name: "partition: the seed (node 0) disconnected for 30 s", fault: func(t *testing.T, s faultStack) (string, func()) { return partitionNode(t, s, 0) }},
+	{name: "partition: clients on the minority (node 1 cut off from its peers only, its clients connected straight to it) for 30 s",
+		fault: clientsOnTheMinority, load: func(s faultStack) string { return s.direct(1) },
+		mirroredLoss: "classic mirrored queues are not partition tolerant: the cut-off node promotes its own mirror and confirms on the minority until pause_minority stops it, and those messages are dropped when it rejoins. Upstream deprecated mirroring in 3.9 and removed it in 4.0 for this; quorum queues (Raft) confirm only what a majority wrote"},
+	{name: "partition: HAProxy cut off from node 2 for 30 s", fault: isolateHAProxyFromNode2},
+	{name: "HAProxy's process killed (SIGKILL)", fault: killHAProxy},
+	{name: "HAProxy restarted (docker restart)", fault: func(t *testing.T, s faultStack) (string, func()) {
 		harness.MustDocker(t, "restart", "-t", "5", s.haproxy)
 		return "", func() {}
 	}},
-	{"a stalled start: node 2 restarted and paused mid-boot for 60 s", stalledStart},
-	{"memory alarm: a queue nobody consumes fills to the watermark", memoryAlarm},
-	{"disk alarm, then a full disk, on node 2", diskAlarm},
-	{"bad input at the edges", refusedAtTheEdge},
-	{"a connection flood beyond HAProxy's maxconn", connectionFlood},
+	{name: "a stalled start: node 2 restarted and paused mid-boot for 60 s", fault: stalledStart},
+	{name: "memory alarm: a queue nobody consumes fills to the watermark", fault: memoryAlarm},
+	{name: "disk alarm, then a full disk, on node 2", fault: diskAlarm},
+	{name: "bad input at the edges", fault: refusedAtTheEdge},
+	{name: "a connection flood beyond HAProxy's maxconn", fault: connectionFlood},
 }
 
 // faultRow is one case's measurement.
@@ -218,7 +234,11 @@ func startFaultStack(t *testing.T, line harness.Line, cfg *config.Config, prepar
 
 // runFault runs one case under load and checks what every case promises.
 func runFault(t *testing.T, s faultStack, c faultCase, queue string) faultRow {
-	load := harness.StartLoad(s.amqp, queue, 5*time.Millisecond)
+	url := s.amqp
+	if c.load != nil {
+		url = c.load(s)
+	}
+	load := harness.StartLoad(url, queue, 5*time.Millisecond)
 	s.load = load
 	load.Pub.WaitConfirmed(t, 200, 30*time.Second)
 	load.Pub.ResetGap()
@@ -235,12 +255,20 @@ func runFault(t *testing.T, s faultStack, c faultCase, queue string) faultRow {
 	t.Logf("%d confirmed (%d attempted), %d consumed, %d lost, %d duplicates; longest gap in confirms %s; healed %s after the repair (fault lasted %s)",
 		res.Confirmed, res.Attempted, res.Consumed, len(res.Lost), res.Duplicates, res.MaxGap.Round(10*time.Millisecond),
 		heal.Round(100*time.Millisecond), repaired.Sub(start).Round(100*time.Millisecond))
+	if minority != "" {
+		t.Logf("during the fault: %s", minority)
+	}
 	for _, e := range load.Pub.Events() {
 		if e.At.After(start) {
 			t.Logf("  publisher at +%s: %s", e.At.Sub(start).Round(10*time.Millisecond), e.What)
 		}
 	}
-	if len(res.Lost) > 0 {
+	switch {
+	case len(res.Lost) == 0:
+	case c.mirroredLoss != "" && s.cfg.HAMode == config.HAModeMirrored:
+		t.Logf("%d confirmed messages were never consumed, e.g. %v: RabbitMQ's own limit, not this stack's: %s", len(res.Lost), res.Lost[:min(5, len(res.Lost))], c.mirroredLoss)
+		row.Observed += fmt.Sprintf("; %d confirmed lost: RabbitMQ's own limit (classic mirrored queues, see the notes)", len(res.Lost))
+	default:
 		t.Errorf("%d confirmed messages were never consumed, e.g. %v", len(res.Lost), res.Lost[:min(5, len(res.Lost))])
 	}
 	return row
@@ -341,13 +369,7 @@ func rabbitmqctl(container string, timeout time.Duration, args ...string) (strin
 // partitionHold: HAProxy marks node 2 down and sends to the others, and
 // the cluster itself stays whole.
 func isolateHAProxyFromNode2(t *testing.T, s faultStack) (minority string, repair func()) {
-	ip := harness.Plan(t, s.cfg).Nodes[2].Spec.IP
-	pid := harness.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", s.haproxy)
-	route := func(op string) {
-		if out, err := hostCommand("nsenter", "-t", pid, "-n", "ip", "route", op, "blackhole", ip+"/32"); err != nil {
-			t.Fatalf("ip route %s blackhole %s in HAProxy's namespace: %v: %s", op, ip, err, out)
-		}
-	}
+	route := blackhole(t, s.haproxy, harness.Plan(t, s.cfg).Nodes[2].Spec.IP)
 	route("add")
 	cut := time.Now()
 	var down time.Duration
@@ -362,6 +384,69 @@ func isolateHAProxyFromNode2(t *testing.T, s faultStack) (minority string, repai
 		return "HAProxy never marked node 2 down", func() { route("del") }
 	}
 	return fmt.Sprintf("HAProxy marked node 2 down %s after the cut", down.Round(100*time.Millisecond)), func() { route("del") }
+}
+
+// blackhole returns what adds ("add") or removes ("del") blackhole routes
+// to the given addresses in a container's network namespace, set from the
+// host: every packet from the container to them is dropped.
+func blackhole(t *testing.T, container string, ips ...string) func(op string) {
+	pid := harness.MustDocker(t, "inspect", "-f", "{{.State.Pid}}", container)
+	return func(op string) {
+		for _, ip := range ips {
+			if out, err := hostCommand("nsenter", "-t", pid, "-n", "ip", "route", op, "blackhole", ip+"/32"); err != nil {
+				t.Fatalf("ip route %s blackhole %s in %s's namespace: %v: %s", op, ip, container, err, out)
+			}
+		}
+	}
+}
+
+// clientsOnTheMinority cuts node 1 off from its peers, and only from them,
+// for partitionHold: blackhole routes both ways between node 1 and each
+// other node, so HAProxy and the clients still reach it. The case's load
+// is connected straight to node 1, so it publishes on the minority side.
+// What the minority confirms must survive: a quorum queue confirms only
+// what a majority wrote, so on node 1 confirms stop; pause_minority stops
+// a Mnesia node that sees its peers gone.
+func clientsOnTheMinority(t *testing.T, s faultStack) (string, func()) {
+	nodes := harness.Plan(t, s.cfg).Nodes
+	cuts := []func(string){blackhole(t, s.node(1), nodes[0].Spec.IP, nodes[2].Spec.IP),
+		blackhole(t, s.node(0), nodes[1].Spec.IP), blackhole(t, s.node(2), nodes[1].Spec.IP)}
+	for _, c := range cuts {
+		c("add")
+	}
+	cut := time.Now()
+	before, _, _ := s.load.Pub.Stats()
+	repair := func() {
+		for _, c := range cuts {
+			c("del")
+		}
+	}
+	// Confirms from the minority: those in flight at the cut come at once;
+	// after a second, any further one was confirmed by node 1 alone.
+	time.Sleep(time.Second)
+	settled, _, _ := s.load.Pub.Stats()
+	paused := time.Duration(0)
+	for time.Since(cut) < partitionHold {
+		if paused == 0 && !s.cfg.Khepri() {
+			logs, _ := harness.Docker(context.Background(), nil, "logs", "--since", cut.Format(time.RFC3339Nano), s.node(1))
+			paused = pausedAt(logs, cut)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	during, _, _ := s.load.Pub.Stats()
+	what := fmt.Sprintf("node 1 confirmed %d in the first second of the cut and %d in the %s after it", settled-before, during-settled, partitionHold-time.Second)
+	switch {
+	case s.cfg.Khepri():
+		what += " (Khepri: no pause)"
+	case paused > 0:
+		what += fmt.Sprintf("; paused %s after the cut (pause_minority)", paused.Round(100*time.Millisecond))
+	default:
+		what += "; did not pause within the hold"
+	}
+	if s.cfg.HAMode == config.HAModeQuorum && during > settled {
+		t.Errorf("node 1, cut off from its peers, confirmed %d messages to a quorum queue after the cut's first second", during-settled)
+	}
+	return what, repair
 }
 
 // killHAProxy kills HAProxy's process from the host, as a crash would: the
