@@ -48,6 +48,7 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	}
 	lb, err := NewLoadBalancer(ctx, name+"-haproxy", &LoadBalancerArgs{
 		Image: cfg.HAProxyImage, Plan: p.HAProxy, Network: network.Name, ServerPEM: pki.ServerPEM,
+		StartTimeoutSeconds: cfg.StartTimeoutSeconds,
 	}, parent)
 	if err != nil {
 		return nil, err

@@ -272,6 +272,23 @@ func TestNodeInputs(t *testing.T) {
 	}
 }
 
+// startTimeoutSeconds is every waited-for container's waitTimeout: the
+// nodes' and HAProxy's (the one-shot config job is not waited for).
+func TestStartTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		extra map[string]any
+		want  float64
+	}{{nil, 360}, {map[string]any{"startTimeoutSeconds": 45}, 45}} {
+		m := run(t, tc.extra)
+		for _, name := range []string{"rabbitmq-node-0", "rabbitmq-node-1", "rabbitmq-node-2", "rabbitmq-haproxy"} {
+			c := m.container(t, name)
+			if !c.inputs["wait"].BoolValue() || c.inputs["waitTimeout"].NumberValue() != tc.want {
+				t.Errorf("%v: %s wait/waitTimeout = %v/%v, want true/%v", tc.extra, name, c.inputs["wait"], c.inputs["waitTimeout"], tc.want)
+			}
+		}
+	}
+}
+
 func TestNetworkInputs(t *testing.T) {
 	m := run(t, map[string]any{"subnet": "10.77.0.0/24", "prefix": "blue"})
 	n := m.byType("docker:index/network:Network")[0]

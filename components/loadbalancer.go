@@ -17,6 +17,8 @@ type LoadBalancerArgs struct {
 	Network pulumi.StringInput
 	// ServerPEM is the PKI's crt bundle for AMQPS.
 	ServerPEM pulumi.StringInput
+	// StartTimeoutSeconds bounds the wait for the container to be healthy.
+	StartTimeoutSeconds int
 }
 
 // LoadBalancer is HAProxy: AMQP and AMQPS over every node, the management
@@ -82,7 +84,7 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	// wait overlaps theirs instead of following it.
 	a := containerArgs(args.Plan.Spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 	a.Wait = pulumi.Bool(true)
-	a.WaitTimeout = pulumi.Int(StartTimeoutSeconds)
+	a.WaitTimeout = pulumi.Int(args.StartTimeoutSeconds)
 	lb.Container, err = docker.NewContainer(ctx, name, a, parent, pulumi.DependsOn([]pulumi.Resource{configJob}))
 	if err != nil {
 		return nil, wrap("HAProxy container", err)

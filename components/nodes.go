@@ -10,11 +10,6 @@ import (
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
-// StartTimeoutSeconds bounds how long `pulumi up` waits for a new or
-// replaced container, a node or HAProxy, to be healthy; past it, up fails
-// on that container.
-const StartTimeoutSeconds = 360
-
 // NodesArgs are what the nodes need from the other components.
 type NodesArgs struct {
 	Config  *config.Config
@@ -70,7 +65,7 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 		}
 		a := containerArgs(spec, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name})
 		a.Wait = pulumi.Bool(true)
-		a.WaitTimeout = pulumi.Int(StartTimeoutSeconds)
+		a.WaitTimeout = pulumi.Int(cfg.StartTimeoutSeconds)
 		c, err := docker.NewContainer(ctx, fmt.Sprintf("%s-%d", name, i), a, parent, pulumi.ResourceHooks(args.Hooks))
 		if err != nil {
 			return nil, wrap(spec.Name, err)

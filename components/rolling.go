@@ -52,7 +52,7 @@ func newRollingHooks(ctx *pulumi.Context, cfg *config.Config, p *plan.Plan, engi
 	gate := rolling.New(engine, rolling.Settings{
 		Nodes:   p.Containers(),
 		Drain:   render.DrainCommand(drainTimeoutSeconds),
-		Timeout: StartTimeoutSeconds * time.Second,
+		Timeout: time.Duration(cfg.StartTimeoutSeconds) * time.Second,
 		Grace:   rollingGrace,
 		Log: func(msg string) {
 			_ = ctx.Log.Info("rolling replacement: "+msg, nil)

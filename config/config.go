@@ -82,6 +82,9 @@ type Config struct {
 	DiskFreeLimitMB int
 	// NetTicktimeSeconds is Erlang's net_ticktime on every node.
 	NetTicktimeSeconds int
+	// StartTimeoutSeconds bounds how long `pulumi up` waits for a new or
+	// replaced container to be healthy.
+	StartTimeoutSeconds int
 	// RestartPolicy is the Docker restart policy of every container.
 	RestartPolicy string
 	// RetainVolumes keeps the node volumes on destroy and on scale-down.

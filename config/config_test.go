@@ -71,8 +71,8 @@ func TestDefaults(t *testing.T) {
 	if c.Nodes != 3 || c.Ports.AMQP != 56729 || c.Ports.Stats != 51080 || c.Ports.NodeAMQP(1) != 56721 || c.MemoryLimitMB != 512 {
 		t.Errorf("numeric defaults: %+v %d %d", c.Ports, c.Nodes, c.MemoryLimitMB)
 	}
-	if c.DiskFreeLimitMB != c.MemoryLimitMB || c.NetTicktimeSeconds != 15 {
-		t.Errorf("disk free limit %d MB (want the memory limit, %d), net_ticktime %d s (want 15)", c.DiskFreeLimitMB, c.MemoryLimitMB, c.NetTicktimeSeconds)
+	if c.DiskFreeLimitMB != c.MemoryLimitMB || c.NetTicktimeSeconds != 15 || c.StartTimeoutSeconds != 360 {
+		t.Errorf("disk free limit %d MB (want the memory limit, %d), net_ticktime %d s (want 15), start timeout %d s (want 360)", c.DiskFreeLimitMB, c.MemoryLimitMB, c.NetTicktimeSeconds, c.StartTimeoutSeconds)
 	}
 }
 
@@ -157,6 +157,8 @@ func TestValidation(t *testing.T) {
 		{"disk free limit too low", set(KeyDiskFreeLimitMB, "10"), []string{"diskFreeLimitMb: 10 is below 50 MB"}},
 		{"net ticktime too short", set(KeyNetTicktime, "2"), []string{"netTicktimeSeconds: 2 must be 5 to 120 seconds"}},
 		{"net ticktime too long", set(KeyNetTicktime, "600"), []string{"netTicktimeSeconds: 600 must be 5 to 120 seconds"}},
+		{"start timeout too short", set(KeyStartTimeout, "10"), []string{"startTimeoutSeconds: 10 must be 30 to 3600 seconds"}},
+		{"start timeout too long", set(KeyStartTimeout, "86400"), []string{"startTimeoutSeconds: 86400 must be 30 to 3600 seconds"}},
 		{"restart policy", set(KeyRestartPolicy, "sometimes"), []string{`restartPolicy: "sometimes" must be one of`}},
 		{"key algorithm", set(KeyTLSKeyAlgorithm, "DSA"), []string{`tlsKeyAlgorithm: "DSA" must be ECDSA or RSA`}},
 		{"renewal after expiry", set(KeyTLSEarlyRenewal, "9000"), []string{"tlsEarlyRenewalHours: 9000 must be at least 1 and less than tlsValidityHours (8760)"}},

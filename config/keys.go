@@ -39,6 +39,7 @@ const (
 	KeyMetricsPortBase  = "metricsPortBase"
 	KeyMemoryLimitMB    = "memoryLimitMb"
 	KeyNetTicktime      = "netTicktimeSeconds"
+	KeyStartTimeout     = "startTimeoutSeconds"
 	KeyDiskFreeLimitMB  = "diskFreeLimitMb"
 	KeyRestartPolicy    = "restartPolicy"
 	KeyRetainVolumes    = "retainVolumes"
@@ -70,6 +71,9 @@ const (
 	DefaultSubnet = "10.9.0.0/16"
 	// DefaultNetTicktime is the net_ticktime the nodes run with.
 	DefaultNetTicktime = 15
+	// DefaultStartTimeout is how long, in seconds, `pulumi up` waits for a
+	// container to be healthy.
+	DefaultStartTimeout = 360
 	// DefaultHostIP keeps every published port off external interfaces.
 	DefaultHostIP = "127.0.0.1"
 )
@@ -97,6 +101,7 @@ var Keys = []Key{
 	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). RabbitMQ's memory watermark is computed from it."},
 	{KeyDiskFreeLimitMB, "integer", "0", false, "Free disk space, in MB, below which a node raises its disk alarm and blocks every publisher in the cluster (RabbitMQ's disk_free_limit), at least 50. 0: the node's memory limit, the least RabbitMQ's production checklist advises."},
 	{KeyNetTicktime, "integer", strconv.Itoa(DefaultNetTicktime), false, "Erlang's net_ticktime, in seconds (5 to 120): a node cut off from the others is seen as down after 0.75 to 1.25 times this. Erlang's default, 60, leaves a 30 s partition unseen: pause_minority never pauses, and a queue leader on the cut-off node keeps its clients waiting."},
+	{KeyStartTimeout, "integer", strconv.Itoa(DefaultStartTimeout), false, "How long, in seconds (30 to 3600), `pulumi up` waits for each new or replaced container, a node or HAProxy, to be healthy, and a rolling replacement for each node; past it, up fails and names the container. A late node is still joined when it comes."},
 	{KeyRestartPolicy, "string", "unless-stopped", false, "Docker restart policy of every container: no, on-failure, always or unless-stopped."},
 	{KeyRetainVolumes, "boolean", "false", false, "Keep node data volumes when nodes are removed or the stack is destroyed."},
 	{KeyRollingReplace, "boolean", "true", false, "Replace node containers one at a time when a change re-creates them (image, rabbitmq.conf, uploads): each is drained first, and the next waits until it is healthy again. Uses resource hooks, so `pulumi destroy` needs --run-program. false replaces them all at once."},

@@ -73,6 +73,7 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 		MemoryLimitMB:           p.integer(KeyMemoryLimitMB),
 		DiskFreeLimitMB:         p.integer(KeyDiskFreeLimitMB),
 		NetTicktimeSeconds:      p.integer(KeyNetTicktime),
+		StartTimeoutSeconds:     p.integer(KeyStartTimeout),
 		RestartPolicy:           p.str(KeyRestartPolicy),
 		RetainVolumes:           p.boolean(KeyRetainVolumes),
 		RollingReplace:          p.boolean(KeyRollingReplace),

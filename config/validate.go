@@ -53,6 +53,10 @@ const minMemoryMB = 256
 // read as partitions; above 120 s a cut-off node goes unseen for minutes.
 const minNetTicktime, maxNetTicktime = 5, 120
 
+// The bounds of startTimeoutSeconds: a 3.x node's boot and join take 10 to
+// 30 s on a quiet host; an hour is past any stall worth waiting for.
+const minStartTimeout, maxStartTimeout = 30, 3600
+
 // minDiskFreeLimitMB is RabbitMQ's own default, meant for development.
 const minDiskFreeLimitMB = 50
 
@@ -120,6 +124,9 @@ func (c *Config) validate() []*FieldError {
 	}
 	if c.NetTicktimeSeconds < minNetTicktime || c.NetTicktimeSeconds > maxNetTicktime {
 		v.fail(KeyNetTicktime, strconv.Itoa(c.NetTicktimeSeconds), fmt.Sprintf("must be %d to %d seconds: below, a busy host's pauses read as partitions; above, a cut-off node goes unseen for minutes", minNetTicktime, maxNetTicktime))
+	}
+	if c.StartTimeoutSeconds < minStartTimeout || c.StartTimeoutSeconds > maxStartTimeout {
+		v.fail(KeyStartTimeout, strconv.Itoa(c.StartTimeoutSeconds), fmt.Sprintf("must be %d to %d seconds: below, a node's boot and join on a busy host fail the up; above, a stalled container holds the up for hours", minStartTimeout, maxStartTimeout))
 	}
 	if !slices.Contains(restartPolicies, c.RestartPolicy) {
 		v.fail(KeyRestartPolicy, q(c.RestartPolicy), "must be one of no, on-failure, always, unless-stopped")

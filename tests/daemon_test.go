@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 
-	"github.com/rabbitmq-ha/rabbitmq-ha/components"
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
@@ -193,7 +195,8 @@ func restartedSince(t *testing.T, before, after map[string]string) int {
 // host's daemon: every container comes back by its restart policy, the
 // cluster re-forms, and `pulumi preview` shows no change, before and after
 // `pulumi refresh`. Then a scale-up whose new node stalls at its start:
-// `pulumi up` waits for it, within the nodes' start timeout.
+// past a short startTimeoutSeconds, `pulumi up` fails on that node and
+// says so; within the default, it waits for it.
 func TestIntegrationE2EDaemonRestart(t *testing.T) {
 	for _, line := range selectLines(t, *reliabilityLines) {
 		t.Run(line.Name, func(t *testing.T) { e2eDaemonRestart(t, line) })
@@ -225,38 +228,123 @@ func e2eDaemonRestart(t *testing.T, line harness.Line) {
 	}
 	s.expectNoChanges(t)
 
-	// A stalled start under `pulumi up`: scaled to 5, node 4 is frozen
-	// (docker pause) the moment it is created, for stallHold. up waits for
-	// it, within the nodes' start timeout, and returns once it is healthy.
-	if err := s.SetConfig(context.Background(), config.KeyNodes, auto.ConfigValue{Value: "5"}); err != nil {
+	// A stalled start under `pulumi up`: node 4 is frozen (docker pause)
+	// for stallHold the moment it is created. First, scaled to 5 with a
+	// start timeout shorter than the stall: up fails on node 4 within the
+	// timeout, never hangs, and names the container and the cause; the
+	// late node joins when it comes, and the next up, with the default
+	// timeout, converges. Then, scaled down and up again with the default
+	// timeout: up waits for the frozen node and returns once it is healthy.
+	late := plan.NodeNames(prefix, 4).Container
+	frozen := freezeEachNew(t, late, stallHold)
+	set := func(key, value string) {
+		if err := s.SetConfig(context.Background(), key, auto.ConfigValue{Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const shortTimeout = 45
+	set(config.KeyNodes, "5")
+	set(config.KeyStartTimeout, strconv.Itoa(shortTimeout))
+	start := time.Now()
+	_, err := s.Up(context.Background(), optup.ProgressStreams(testWriter{t}))
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		t.Errorf("up returned no error %s after it began, with %s frozen for %s and a start timeout of %d s", took.Round(time.Second), late, stallHold, shortTimeout)
+	case !strings.Contains(err.Error(), "rabbitmq-node-4") || !strings.Contains(err.Error(), "container failed to be in healthy state"):
+		t.Errorf("up failed without naming the container and the cause: %v", err)
+	case took > shortTimeout*time.Second+time.Minute:
+		t.Errorf("up failed %s after it began: more than a minute past its %d s start timeout", took.Round(time.Second), shortTimeout)
+	default:
+		t.Logf("up failed %s after it began, on a start timeout of %d s: %s", took.Round(time.Second), shortTimeout, lastLine(err.Error(), "container failed"))
+	}
+	if n := frozen(); n != 1 {
+		t.Fatalf("%s was frozen %d times, want 1", late, n)
+	}
+	harness.WaitRunning(t, nodes, 5, 2*time.Minute)
+	t.Logf("%s joined %s after up failed on it", late, time.Since(start.Add(took)).Round(time.Second))
+	if err := s.RemoveConfig(context.Background(), config.KeyStartTimeout); err != nil {
 		t.Fatal(err)
 	}
-	late := plan.NodeNames(prefix, 4).Container
-	stalled := make(chan time.Duration, 1)
-	go func() {
-		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(20 * time.Millisecond) {
-			if out, _ := harness.Docker(context.Background(), nil, "ps", "-q", "--filter", "name=^/"+late+"$"); out != "" {
-				_, _ = harness.Docker(context.Background(), nil, "pause", late)
-				time.Sleep(stallHold)
-				_, _ = harness.Docker(context.Background(), nil, "unpause", late)
-				stalled <- stallHold
-				return
-			}
-		}
-		stalled <- 0
-	}()
-	start := time.Now()
 	s.up(t)
-	took := time.Since(start)
-	if <-stalled == 0 {
-		t.Fatalf("%s was never created, so never stalled", late)
+	s.expectNoChanges(t)
+
+	set(config.KeyNodes, "3")
+	s.up(t)
+	set(config.KeyNodes, "5")
+	start = time.Now()
+	s.up(t)
+	took = time.Since(start)
+	if n := frozen(); n != 2 {
+		t.Fatalf("%s was frozen %d times, want 2: the scale-up's new container was not", late, n)
 	}
 	if took < stallHold {
 		t.Errorf("up returned %s after it began, before the stalled %s could be healthy (stalled %s)", took.Round(time.Second), late, stallHold)
 	}
 	harness.WaitRunning(t, nodes, 5, 2*time.Minute)
-	t.Logf("up with %s stalled for %s returned after %s (the nodes' start timeout: %d s)", late, stallHold, took.Round(time.Second), components.StartTimeoutSeconds)
+	t.Logf("up with %s stalled for %s returned after %s (the nodes' start timeout: %d s)", late, stallHold, took.Round(time.Second), config.DefaultStartTimeout)
 	if _, err := s.Destroy(context.Background(), optdestroy.RunProgram(true), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
+}
+
+// freezeEachNew pauses each new container named name for hold, the moment
+// it appears, until the test ends. It returns what says how many it froze,
+// once none is frozen.
+func freezeEachNew(t *testing.T, name string, hold time.Duration) func() int {
+	var (
+		mu      sync.Mutex
+		frozen  int
+		holding bool
+	)
+	stop, done := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		seen := ""
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			id, _ := harness.Docker(context.Background(), nil, "ps", "-q", "--filter", "name=^/"+name+"$")
+			if id == "" || id == seen {
+				continue
+			}
+			seen = id
+			mu.Lock()
+			holding = true
+			mu.Unlock()
+			_, _ = harness.Docker(context.Background(), nil, "pause", id)
+			time.Sleep(hold)
+			_, _ = harness.Docker(context.Background(), nil, "unpause", id)
+			mu.Lock()
+			holding = false
+			frozen++
+			mu.Unlock()
+		}
+	}()
+	return func() int {
+		for {
+			mu.Lock()
+			h, n := holding, frozen
+			mu.Unlock()
+			if !h {
+				return n
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// lastLine is the last line of text that contains substr, or text.
+func lastLine(text, substr string) string {
+	lines := strings.Split(text, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], substr) {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return text
 }
