@@ -1,0 +1,197 @@
+package migrate
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// testdata/old-3.10.json is a definitions export of a 3.10 cluster like
+// the classic docker-compose recipe's: the ha-all policy, a lazy queue, a
+// priority queue, a transient one, an auto-delete one, a shovel and a
+// federation upstream of its own, and a vhost that stays behind. Some tags
+// are a string, as before 3.9. TestIntegrationMigrateDefinitions loads it
+// into a real 3.10 node and imports the move into the quorum lines.
+
+func move(t *testing.T, opts Options) Move {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/old-3.10.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Transform(old, opts)
+}
+
+var defaultOpts = Options{VHosts: []string{"/", "orders"}, KeepClassic: []string{"orders/orders.audit"}, OwnUsers: []string{"admin"}, Plugins: []string{"rabbitmq_management", "rabbitmq_prometheus"}}
+
+func TestTransformQueues(t *testing.T) {
+	m := move(t, defaultOpts)
+	got := map[string]map[string]any{}
+	for _, q := range m.Definitions.Queues {
+		got[q.VHost+"/"+q.Name] = q.Arguments
+	}
+	want := map[string]map[string]any{
+		"orders/orders.new":    {"x-queue-type": "quorum", "x-message-ttl": float64(86400000)},
+		"orders/orders.urgent": {"x-queue-type": "quorum", "x-overflow": "reject-publish", "x-queue-leader-locator": "client-local"},
+		"orders/orders.audit":  {},
+		"orders/orders.rpc":    {},
+		"orders/orders.qq":     {"x-queue-type": "quorum"},
+		"//jobs":               {"x-queue-type": "quorum"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("queues:\n got %v\nwant %v", got, want)
+	}
+	var shovelled []string
+	for _, q := range m.Queues {
+		shovelled = append(shovelled, q.VHost+"/"+q.Name)
+	}
+	slices.Sort(shovelled)
+	if want := []string{"//jobs", "orders/orders.audit", "orders/orders.new", "orders/orders.qq", "orders/orders.rpc", "orders/orders.urgent"}; !slices.Equal(shovelled, want) {
+		t.Errorf("shovelled queues = %v, want %v (every imported queue: the transient one is not)", shovelled, want)
+	}
+	for what, did := range map[string]string{
+		"queue orders/orders.cache":             "not imported: a transient queue",
+		"queue orders/orders.rpc":               "kept classic: a quorum queue cannot be auto-delete",
+		"queue orders/orders.audit":             "kept classic, as configured",
+		"queue orders/orders.urgent":            "argument x-max-priority dropped",
+		"queue orders/orders.new":               "argument x-queue-mode dropped",
+		"binding orders/events -> orders.cache": "not imported: its queue is not",
+	} {
+		if !hasChange(m.Changes, what, did) {
+			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
+		}
+	}
+	if len(m.Definitions.Bindings) != 1 || m.Definitions.Bindings[0].Destination != "orders.new" {
+		t.Errorf("bindings = %+v, want only events -> orders.new", m.Definitions.Bindings)
+	}
+}
+
+func TestTransformPolicies(t *testing.T) {
+	m := move(t, defaultOpts)
+	if len(m.Definitions.Policies) != 1 {
+		t.Fatalf("policies = %+v, want only orders-limits (ha-all has nothing left)", m.Definitions.Policies)
+	}
+	want := map[string]any{"max-length": float64(100000), "overflow": "reject-publish", "queue-leader-locator": "balanced", "dead-letter-exchange": "dlx"}
+	if got := m.Definitions.Policies[0].Definition; !reflect.DeepEqual(got, want) {
+		t.Errorf("orders-limits = %v, want %v", got, want)
+	}
+	for what, did := range map[string]string{
+		"policy //ha-all":             "not imported: nothing is left of it",
+		"policy orders/orders-limits": "ha-params dropped: classic mirroring was removed",
+	} {
+		if !hasChange(m.Changes, what, did) {
+			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
+		}
+	}
+}
+
+func TestTransformUsersAndParameters(t *testing.T) {
+	m := move(t, defaultOpts)
+	var users []string
+	for _, u := range m.Definitions.Users {
+		users = append(users, u.Name+":"+u.PasswordHash+":"+strings.Join(u.Tags, "+"))
+	}
+	// admin is the stack's own; legacy-app has no permission on a moved
+	// vhost; ops is an administrator (its tags were a string).
+	if want := []string{"orders-app:aGFzaDI=:", "ops:aGFzaDM=:administrator+monitoring"}; !slices.Equal(users, want) {
+		t.Errorf("users = %v, want %v", users, want)
+	}
+	if len(m.Definitions.Permissions) != 1 || m.Definitions.Permissions[0].User != "orders-app" || len(m.Definitions.TopicPermissions) != 1 {
+		t.Errorf("permissions = %+v, topic permissions = %+v", m.Definitions.Permissions, m.Definitions.TopicPermissions)
+	}
+	if len(m.Definitions.Parameters) != 0 {
+		t.Errorf("parameters = %+v, want none: the new nodes run neither shovel nor federation as a user's", m.Definitions.Parameters)
+	}
+	for what, did := range map[string]string{
+		"user admin":                               "not imported: this stack manages a user of that name",
+		"parameter shovel orders/to-archive":       "not imported: the new nodes do not run rabbitmq_shovel",
+		"parameter federation-upstream orders/dc2": "not imported: the new nodes do not run rabbitmq_federation",
+		"global parameter cluster_name":            "not imported",
+	} {
+		if !hasChange(m.Changes, what, did) {
+			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
+		}
+	}
+	// With the shovel plugin running, its parameters come along.
+	opts := defaultOpts
+	opts.Plugins = append(slices.Clone(opts.Plugins), "rabbitmq_shovel")
+	if m := move(t, opts); len(m.Definitions.Parameters) != 1 || m.Definitions.Parameters[0].Name != "to-archive" {
+		t.Errorf("with rabbitmq_shovel: parameters = %+v", m.Definitions.Parameters)
+	}
+}
+
+// The vhosts that stay behind leave nothing in the move; a vhost the old
+// cluster lacks is reported.
+func TestTransformVHosts(t *testing.T) {
+	opts := defaultOpts
+	opts.VHosts = []string{"orders", "missing"}
+	m := move(t, opts)
+	raw := string(m.Definitions.JSON())
+	for _, other := range []string{"legacy", `"jobs"`, "ha-all"} {
+		if strings.Contains(raw, other) {
+			t.Errorf("the move of orders carries %s:\n%s", other, raw)
+		}
+	}
+	if strings.Contains(raw, "null") {
+		t.Errorf("the document has a null (RabbitMQ's import refuses it):\n%s", raw)
+	}
+	if !hasChange(m.Changes, "vhost missing", "not on the old cluster") {
+		t.Errorf("a missing vhost is not reported:\n%s", changes(m.Changes))
+	}
+	// The document round-trips: what is imported is what was decided.
+	back, err := Parse(m.Definitions.JSON())
+	if err != nil || !reflect.DeepEqual(back.Queues, m.Definitions.Queues) {
+		t.Errorf("round trip: %v\n%+v", err, back.Queues)
+	}
+}
+
+func TestShovels(t *testing.T) {
+	m := move(t, defaultOpts)
+	s := Shovels(m, "amqp://mover:s3cret@old-haproxy:5672", "amqp://")
+	if len(s) != len(m.Queues) {
+		t.Fatalf("%d shovels for %d queues", len(s), len(m.Queues))
+	}
+	byName := map[string]Shovel{}
+	for _, sh := range s {
+		byName[sh.VHost+" "+sh.Name] = sh
+	}
+	root, ok := byName["/ rabbitmq-ha-migrate-jobs"]
+	if !ok || root.SourceURI != "amqp://mover:s3cret@old-haproxy:5672/%2F" || root.DestinationURI != "amqp:///%2F" || root.AckMode != "on-confirm" || root.Queue != "jobs" {
+		t.Errorf("the / vhost's shovel = %+v", root)
+	}
+	if o := byName["orders rabbitmq-ha-migrate-orders.new"]; o.SourceURI != "amqp://mover:s3cret@old-haproxy:5672/orders" {
+		t.Errorf("the orders vhost's shovel = %+v", o)
+	}
+}
+
+func TestTagsDecode(t *testing.T) {
+	for raw, want := range map[string][]string{`["a","b"]`: {"a", "b"}, `"a, b"`: {"a", "b"}, `""`: nil, `[]`: {}} {
+		var got Tags
+		if err := json.Unmarshal([]byte(raw), &got); err != nil || !slices.Equal(got, want) {
+			t.Errorf("tags %s = %v (%v), want %v", raw, got, err, want)
+		}
+	}
+	var bad Tags
+	if err := json.Unmarshal([]byte(`7`), &bad); err == nil {
+		t.Error("tags 7 decoded")
+	}
+}
+
+func hasChange(cs []Change, what, did string) bool {
+	return slices.ContainsFunc(cs, func(c Change) bool { return c.What == what && strings.Contains(c.Did, did) })
+}
+
+func changes(cs []Change) string {
+	var lines []string
+	for _, c := range cs {
+		lines = append(lines, "  "+c.String())
+	}
+	return strings.Join(lines, "\n")
+}
