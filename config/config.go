@@ -101,6 +101,8 @@ type Config struct {
 	VHosts []string
 	// Users are the application users.
 	Users []User
+	// MigrateFrom is the old cluster of a blue-green move; nil, none.
+	MigrateFrom *MigrateFrom
 
 	// TLS configures the generated CA and server certificate.
 	TLS TLS

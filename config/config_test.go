@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -172,6 +173,23 @@ func TestValidation(t *testing.T) {
 			v[KeyUsers] = `[{"name":"app","password":"app-password-1"}]`
 			s[KeyUsers] = false
 		}, []string{"users: <users> holds passwords, so it must be set with --secret"}},
+		{"migrateFrom not an object", migrateFrom(`["http://old:15672"]`), []string{"migrateFrom: <secret> is not a valid object"}},
+		{"migrateFrom in plain text", func(v map[string]string, s map[string]bool) {
+			v[KeyMigrateFrom] = goodMigrateFrom
+			s[KeyMigrateFrom] = false
+		}, []string{"migrateFrom: <migrateFrom> holds a password, so it must be set with --secret"}},
+		{"migrateFrom to a mirrored stack", func(v map[string]string, s map[string]bool) {
+			migrateFrom(goodMigrateFrom)(v, s)
+			v[KeyRabbitMQImage] = "rabbitmq:3.10-local"
+		}, []string{"migrateFrom: (set) moves queues to quorum queues, and this stack's haMode is mirrored"}},
+		{"migrateFrom URLs", migrateFrom(`{"managementUrl":"ftp://old:15672","amqpUrl":"amqp://admin:s3cret@old:5672","user":"admin","password":"s3cret","vhosts":["/"]}`),
+			[]string{`migrateFrom.managementUrl: "ftp://old:15672" must be a http or https URL with a host`, "migrateFrom.amqpUrl: (a URL with credentials) must not carry credentials"}},
+		{"migrateFrom URL with a vhost", migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672/orders","user":"admin","password":"s3cret","vhosts":["/"]}`),
+			[]string{`migrateFrom.amqpUrl: "amqp://old:5672/orders" must have no path`}},
+		{"migrateFrom without vhosts or password", migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672","user":"admin"}`),
+			[]string{"migrateFrom.password: (unset) is required", "migrateFrom.vhosts: [] must name the vhosts to move"}},
+		{"migrateFrom keepClassic", migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672","user":"admin","password":"s3cret","vhosts":["/","/"],"keepClassic":["orders/audit","audit"]}`),
+			[]string{`migrateFrom.vhosts[1]: "/" is listed twice`, `migrateFrom.keepClassic[0]: "orders/audit" is in vhost "orders", which is not in migrateFrom.vhosts`, `migrateFrom.keepClassic[1]: "audit" must be "vhost/queue"`}},
 		{"every error at once", setAll(KeyNodes, "0", KeyHAMode, "raft", KeyAMQPPort, "0"), []string{"nodes: 0", `haMode: "raft"`, "amqpPort: 0"}},
 	}
 	for _, tc := range cases {
@@ -239,6 +257,37 @@ func TestClientCABundle(t *testing.T) {
 				t.Errorf("the error quotes the value's line %q: %v", line, err)
 			}
 		}
+	}
+}
+
+// goodMigrateFrom is a valid migrateFrom.
+const goodMigrateFrom = `{"managementUrl":"http://old-haproxy:15672","amqpUrl":"amqp://old-haproxy:5672","user":"admin","password":"old-s3cret","vhosts":["/","orders"],"keepClassic":["orders/audit","//jobs"]}`
+
+// migrateFrom sets migrateFrom, as a secret.
+func migrateFrom(value string) func(map[string]string, map[string]bool) {
+	return func(v map[string]string, s map[string]bool) {
+		v[KeyMigrateFrom] = value
+		s[KeyMigrateFrom] = true
+	}
+}
+
+// A valid migrateFrom loads, and its password never shows in an error.
+func TestMigrateFrom(t *testing.T) {
+	t.Parallel()
+	c, _, err := load(t, migrateFrom(goodMigrateFrom))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.MigrateFrom
+	if m == nil || m.User != "admin" || !slices.Equal(m.VHosts, []string{"/", "orders"}) || m.AMQPURLWithUser() != "amqp://admin:old-s3cret@old-haproxy:5672" {
+		t.Errorf("migrateFrom = %+v (%s)", m, m.AMQPURLWithUser())
+	}
+	if c, _, _ := load(t, nil); c.MigrateFrom != nil {
+		t.Errorf("no migrateFrom set, yet %+v", c.MigrateFrom)
+	}
+	_, _, err = load(t, migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://admin:old-s3cret@old:5672","user":"admin","password":"old-s3cret","vhosts":["/"]}`))
+	if err == nil || strings.Contains(err.Error(), "old-s3cret") {
+		t.Errorf("an amqpUrl with the password: %v", err)
 	}
 }
 
@@ -310,6 +359,9 @@ func TestPulumiYAMLMatchesKeys(t *testing.T) {
 
 func yamlOf(t *testing.T, s, typ string) string {
 	t.Helper()
+	if typ == "object" && s == "" {
+		return "null" // an object key without a default: absent
+	}
 	var v any = s
 	if typ != "string" {
 		if err := yaml.Unmarshal([]byte(s), &v); err != nil {

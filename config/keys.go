@@ -55,6 +55,7 @@ const (
 	KeyTLSValidityHours = "tlsValidityHours"
 	KeyTLSEarlyRenewal  = "tlsEarlyRenewalHours"
 	KeyTLSClientCACert  = "tlsClientCaCert"
+	KeyMigrateFrom      = "migrateFrom"
 	KeyErlangCookie     = "erlangCookie"
 	KeyAdminPassword    = "adminPassword"
 	KeyStatsPassword    = "statsPassword"
@@ -116,6 +117,7 @@ var Keys = []Key{
 	{KeyTLSValidityHours, "integer", "8760", false, "Validity of the server certificate, in hours. The CA lives ten times as long."},
 	{KeyTLSEarlyRenewal, "integer", "720", false, "Hours before expiry at which `pulumi up` renews the server certificate."},
 	{KeyTLSClientCACert, "string", "", false, "Mutual TLS: PEM of the CA certificate(s) whose client certificates HAProxy's AMQPS port requires. Empty: no client certificate is asked for."},
+	{KeyMigrateFrom, "object", "", false, "Blue-green move from an old cluster (3.x, classic mirrored queues): {managementUrl, amqpUrl, user, password, vhosts, keepClassic}. The stack imports the old vhosts' definitions (queues become quorum queues, except keepClassic's \"vhost/queue\" entries) and shovels every moved queue's messages here, acknowledged on confirm. Set with --secret --path, e.g. migrateFrom.password. Remove it after the cut-over: the shovels go with it. See the RUNBOOK."},
 	{KeyErlangCookie, "string", "", true, "Required secret. Shared Erlang cookie: 20 to 255 letters and digits."},
 	{KeyAdminPassword, "string", "", true, "Required secret. Password of adminUser (at least 12 characters)."},
 	{KeyStatsPassword, "string", "", true, "Required secret. Password of the HAProxy stats page (at least 12 characters)."},

@@ -99,6 +99,10 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 	if len(c.Users) > 0 && !src.Secret(KeyUsers) {
 		p.fail(KeyUsers, "<users>", "holds passwords, so it must be set with --secret (pulumi config set --secret --path 'users[0].password' ...)")
 	}
+	p.object(KeyMigrateFrom, &c.MigrateFrom)
+	if c.MigrateFrom != nil && !src.Secret(KeyMigrateFrom) {
+		p.fail(KeyMigrateFrom, "<migrateFrom>", "holds a password, so it must be set with --secret (pulumi config set --secret --path migrateFrom.password ...)")
+	}
 	c.Subnet = p.prefix(KeySubnet)
 	c.Gateway = p.addr(KeyGateway)
 	c.HAProxyIP = p.addr(KeyHAProxyIP)
@@ -133,6 +137,16 @@ func problems(errs []error) error {
 		}
 		return fmt.Sprintf("the stack config has %d problem(s); nothing was created:\n%s", len(es), strings.Join(lines, "\n"))
 	}}
+}
+
+// keyType returns the documented type of a key.
+func keyType(key string) string {
+	for _, k := range Keys {
+		if k.Name == key {
+			return k.Type
+		}
+	}
+	panic("config: no key " + key)
 }
 
 // defaultOf returns the documented default of a key.
@@ -209,6 +223,10 @@ func (p *parser) object(key string, out any) {
 		value := strconv.Quote(s)
 		if p.src.Secret(key) {
 			value = "<secret>"
+		}
+		if keyType(key) == "object" {
+			p.fail(key, value, fmt.Sprintf("is not a valid object (%v); set its fields with pulumi config set --path '%s.<field>' ...", err, key))
+			return
 		}
 		p.fail(key, value, fmt.Sprintf("is not a valid list (%v); set items with pulumi config set --path '%s[0]' ...", err, key))
 	}

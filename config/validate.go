@@ -133,6 +133,7 @@ func (c *Config) validate() []*FieldError {
 	}
 
 	c.validateUsers(&v)
+	c.validateMigrateFrom(&v)
 	c.validateTLS(&v)
 	c.validateSecrets(&v)
 	return v.errs
