@@ -69,7 +69,11 @@ func networkArgs(s plan.ContainerSpec, network pulumi.StringInput) docker.Contai
 	if s.IP != "" {
 		n.Ipv4Address = pulumi.String(s.IP)
 	}
-	return docker.ContainerNetworksAdvancedArray{n}
+	out := docker.ContainerNetworksAdvancedArray{n}
+	for _, other := range s.Networks {
+		out = append(out, docker.ContainerNetworksAdvancedArgs{Name: pulumi.String(other)})
+	}
+	return out
 }
 
 // portArgs sets protocol and IP always.

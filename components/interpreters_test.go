@@ -52,7 +52,7 @@ func TestInterpretersReadEveryField(t *testing.T) {
 // fullSpec sets every field, one element in each list and map.
 func fullSpec() plan.ContainerSpec {
 	return plan.ContainerSpec{
-		Name: "c", Hostname: "h", Command: []string{"cmd"}, User: "u", IP: "10.0.0.5",
+		Name: "c", Hostname: "h", Command: []string{"cmd"}, User: "u", IP: "10.0.0.5", Networks: []string{"old"},
 		Ports:  []plan.PortSpec{{HostIP: "127.0.0.1", Internal: 5672, External: 40000}},
 		Files:  []plan.FileSpec{{Path: "/etc/f", Content: "content", Mode: plan.ModeReadable}},
 		Volume: "v", VolumePath: "/data",
@@ -120,7 +120,11 @@ func cliOf(t *testing.T, s plan.ContainerSpec) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Join(harness.CreateArgs(s, "img", "net"), "\x00") + "\x00" + string(bytes.ReplaceAll(files, []byte{0}, nil))
+	args := harness.CreateArgs(s, "img", "net")
+	for _, c := range harness.ConnectArgs(s) {
+		args = append(args, c...)
+	}
+	return strings.Join(args, "\x00") + "\x00" + string(bytes.ReplaceAll(files, []byte{0}, nil))
 }
 
 // pulumiOf is what the docker provider interpreter registers for a spec:

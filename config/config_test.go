@@ -173,6 +173,8 @@ func TestValidation(t *testing.T) {
 			v[KeyUsers] = `[{"name":"app","password":"app-password-1"}]`
 			s[KeyUsers] = false
 		}, []string{"users: <users> holds passwords, so it must be set with --secret"}},
+		{"migrateFrom network", migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672","user":"admin","password":"s3cret","vhosts":["/"],"network":"old net"}`),
+			[]string{`migrateFrom.network: "old net" is not a Docker network name`}},
 		{"migrateFrom not an object", migrateFrom(`["http://old:15672"]`), []string{"migrateFrom: <secret> is not a valid object"}},
 		{"migrateFrom in plain text", func(v map[string]string, s map[string]bool) {
 			v[KeyMigrateFrom] = goodMigrateFrom

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,13 @@ type MigrateFrom struct {
 	VHosts []string `json:"vhosts"`
 	// KeepClassic are the queues, "vhost/name", that stay classic.
 	KeepClassic []string `json:"keepClassic,omitempty"`
+	// Network, where set, is a Docker network the old cluster is on: the
+	// nodes join it too, so the shovels reach amqpUrl on it.
+	Network string `json:"network,omitempty"`
 }
+
+// networkRule is Docker's rule for a network name.
+var networkRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // AMQPURLWithUser is the old cluster's AMQP URL with its credentials.
 func (m *MigrateFrom) AMQPURLWithUser() string {
@@ -82,6 +89,9 @@ func (c *Config) validateMigrateFrom(v *validator) {
 			v.fail(k, q(vh), "is listed twice")
 		}
 		seen[vh] = true
+	}
+	if m.Network != "" && !networkRule.MatchString(m.Network) {
+		v.fail(key("network"), q(m.Network), "is not a Docker network name (letters, digits and _.-, starting with a letter or digit)")
 	}
 	for i, qn := range m.KeepClassic {
 		k := fmt.Sprintf("%s[%d]", key("keepClassic"), i)

@@ -40,8 +40,7 @@ func TestTransformQueues(t *testing.T) {
 	want := map[string]map[string]any{
 		"orders/orders.new":    {"x-queue-type": "quorum", "x-message-ttl": float64(86400000)},
 		"orders/orders.urgent": {"x-queue-type": "quorum", "x-overflow": "reject-publish", "x-queue-leader-locator": "client-local"},
-		"orders/orders.audit":  {},
-		"orders/orders.rpc":    {},
+		"orders/orders.audit":  {"x-queue-type": "classic"},
 		"orders/orders.qq":     {"x-queue-type": "quorum"},
 		"//jobs":               {"x-queue-type": "quorum"},
 	}
@@ -53,12 +52,12 @@ func TestTransformQueues(t *testing.T) {
 		shovelled = append(shovelled, q.VHost+"/"+q.Name)
 	}
 	slices.Sort(shovelled)
-	if want := []string{"//jobs", "orders/orders.audit", "orders/orders.new", "orders/orders.qq", "orders/orders.rpc", "orders/orders.urgent"}; !slices.Equal(shovelled, want) {
-		t.Errorf("shovelled queues = %v, want %v (every imported queue: the transient one is not)", shovelled, want)
+	if want := []string{"//jobs", "orders/orders.audit", "orders/orders.new", "orders/orders.qq", "orders/orders.urgent"}; !slices.Equal(shovelled, want) {
+		t.Errorf("shovelled queues = %v, want %v (every imported queue: the transient and auto-delete ones are not)", shovelled, want)
 	}
 	for what, did := range map[string]string{
 		"queue orders/orders.cache":             "not imported: a transient queue",
-		"queue orders/orders.rpc":               "kept classic: a quorum queue cannot be auto-delete",
+		"queue orders/orders.rpc":               "not imported: an auto-delete queue",
 		"queue orders/orders.audit":             "kept classic, as configured",
 		"queue orders/orders.urgent":            "argument x-max-priority dropped",
 		"queue orders/orders.new":               "argument x-queue-mode dropped",
@@ -149,6 +148,20 @@ func TestTransformVHosts(t *testing.T) {
 	back, err := Parse(m.Definitions.JSON())
 	if err != nil || !reflect.DeepEqual(back.Queues, m.Definitions.Queues) {
 		t.Errorf("round trip: %v\n%+v", err, back.Queues)
+	}
+}
+
+// The mover must be able to read every moved vhost on the old side.
+func TestTransformMover(t *testing.T) {
+	opts := defaultOpts
+	opts.Mover = "orders-app"
+	m := move(t, opts)
+	if len(m.Problems) != 1 || !strings.Contains(m.Problems[0], `migrateFrom.user "orders-app" has no configure and read permission on the old cluster's vhost "/"`) {
+		t.Errorf("problems = %q", m.Problems)
+	}
+	opts.Mover = "admin"
+	if m := move(t, opts); len(m.Problems) != 0 {
+		t.Errorf("admin, with permissions on / and orders: problems = %q", m.Problems)
 	}
 }
 

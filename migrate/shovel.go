@@ -54,3 +54,23 @@ func WithVHost(uri, vhost string) string {
 	u.RawPath = "/" + strings.ReplaceAll(url.PathEscape(vhost), "/", "%2F")
 	return u.String()
 }
+
+// ReconnectSeconds is how long a shovel waits before it reconnects after
+// losing either side (RabbitMQ's default is 1 s; a lost old node comes
+// back slower than that, and each attempt is logged).
+const ReconnectSeconds = 5
+
+// Value is the shovel as RabbitMQ's runtime parameter (rabbitmqctl
+// set_parameter shovel NAME VALUE, or PUT /api/parameters/shovel/...): the
+// same settings the components give pulumi-rabbitmq's Shovel. Messages keep
+// their properties and headers: a shovel republishes them as they are.
+func (s Shovel) Value() map[string]any {
+	return map[string]any{
+		"src-protocol": "amqp091", "src-uri": s.SourceURI, "src-queue": s.Queue,
+		"src-prefetch-count": s.Prefetch, "src-delete-after": "never",
+		"dest-protocol": "amqp091", "dest-uri": s.DestinationURI, "dest-queue": s.Queue,
+		"ack-mode": s.AckMode, "reconnect-delay": ReconnectSeconds,
+		// No x-shovelled header: consumers see the message as published.
+		"dest-add-forward-headers": false,
+	}
+}

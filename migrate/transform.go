@@ -20,6 +20,8 @@ type Options struct {
 	// Plugins are the plugins the new nodes run: runtime parameters of
 	// another plugin (a shovel, a federation upstream) cannot be imported.
 	Plugins []string
+	// Mover is the old cluster's user the shovels read the old queues as.
+	Mover string
 }
 
 // Change is one thing the move dropped or changed, for the report.
@@ -40,6 +42,9 @@ type Move struct {
 	// "name" are the same on both).
 	Queues  []Queue
 	Changes []Change
+	// Problems are what stops the move: the program fails the update with
+	// them before it changes anything.
+	Problems []string
 }
 
 // quorumRefuses are the queue arguments a quorum queue refuses or
@@ -70,8 +75,9 @@ var leaderLocators = map[string]string{"client-local": "client-local", "min-mast
 
 // Transform turns the old cluster's definitions into the new cluster's, for
 // the vhosts opts names. Durable classic queues become quorum queues
-// unless opted out; transient and auto-delete queues stay classic or are
-// left out, as RabbitMQ requires; ha-* policy keys go. Every drop and change
+// unless opted out (then they are declared classic explicitly: the new
+// default queue type is quorum); transient and auto-delete queues are left
+// out, their clients declare them; ha-* policy keys go. Every drop and change
 // is in the result's Changes.
 func Transform(old Definitions, opts Options) Move {
 	var m Move
@@ -87,6 +93,14 @@ func Transform(old Definitions, opts Options) Move {
 	for _, v := range opts.VHosts {
 		if !slices.ContainsFunc(old.VHosts, func(o VHost) bool { return o.Name == v }) {
 			change("vhost "+v, "not on the old cluster: nothing to move")
+			continue
+		}
+		// The shovels consume the old queues as the mover: it needs read
+		// (and configure, for the shovel's declare) on every moved vhost.
+		if opts.Mover != "" && !slices.ContainsFunc(old.Permissions, func(p Permission) bool {
+			return p.User == opts.Mover && p.VHost == v && p.Read != "" && p.Configure != ""
+		}) {
+			m.Problems = append(m.Problems, fmt.Sprintf("migrateFrom.user %q has no configure and read permission on the old cluster's vhost %q: its queues cannot be shovelled (rabbitmqctl set_permissions -p %s %s '.*' '.*' '.*' on the old cluster)", opts.Mover, v, v, opts.Mover))
 		}
 	}
 
@@ -169,8 +183,11 @@ func Transform(old Definitions, opts Options) Move {
 			change(what, "not imported: a transient queue holds no message across a restart, and RabbitMQ 4.x deprecates transient non-exclusive queues; clients declare it again")
 			continue
 		case q.AutoDelete:
-			change(what, "kept classic: a quorum queue cannot be auto-delete")
+			// RabbitMQ 4.3 itself drops an auto-delete queue from an import.
+			change(what, "not imported: an auto-delete queue lives only while its consumers do (a quorum queue cannot be one), and its clients declare it again")
+			continue
 		case slices.Contains(opts.KeepClassic, q.VHost+"/"+q.Name):
+			q = classic(q)
 			change(what, "kept classic, as configured")
 		default:
 			q = toQuorum(q, func(format string, args ...any) { change(what, format, args...) })
@@ -215,6 +232,15 @@ func toQuorum(q Queue, changed func(format string, args ...any)) Queue {
 	}
 	args["x-queue-type"] = "quorum"
 	changed("became a quorum queue")
+	q.Arguments = args
+	return q
+}
+
+// classic declares a queue classic explicitly: the new stack's default
+// queue type is quorum, so a queue without x-queue-type would become one.
+func classic(q Queue) Queue {
+	args, _ := without(q.Arguments, func(string) bool { return false })
+	args["x-queue-type"] = "classic"
 	q.Arguments = args
 	return q
 }

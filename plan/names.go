@@ -27,4 +27,5 @@ func PeerPrefix(prefix string) string { return prefix + "-node-" }
 func haproxyName(prefix string) string       { return prefix + "-haproxy" }
 func haproxyVolumeName(prefix string) string { return prefix + "-haproxy-conf" }
 func configJobName(prefix string) string     { return prefix + "-haproxy-config-job" }
+func migrationJobName(prefix string) string  { return prefix + "-migration-job" }
 func forgetJobName(prefix string) string     { return prefix + "-forget-job" }

@@ -221,7 +221,7 @@ func node(cfg *config.Config, files nodeFiles, i int) (Node, error) {
 		},
 		Files: []FileSpec{
 			{Path: render.RabbitMQConfPath, Content: conf, Mode: ModeReadable},
-			{Path: render.EnabledPluginsPath, Content: render.EnabledPlugins, Mode: ModeReadable},
+			{Path: render.EnabledPluginsPath, Content: pluginsOf(cfg), Mode: ModeReadable},
 			files.Script, files.Cookie, files.Credentials,
 		},
 		Volume:     names.Volume,
@@ -236,7 +236,19 @@ func node(cfg *config.Config, files nodeFiles, i int) (Node, error) {
 		Labels:             labels(cfg.Prefix, RoleNode, map[string]string{LabelNode: strconv.Itoa(i)}),
 		Env:                map[string]string{"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erlArgs},
 	}
+	if m := cfg.MigrateFrom; m != nil && m.Network != "" {
+		n.Spec.Networks = []string{m.Network}
+	}
 	return n, nil
+}
+
+// pluginsOf is the nodes' enabled_plugins: the shovel plugin too while
+// the stack moves an old cluster (migrateFrom).
+func pluginsOf(cfg *config.Config) string {
+	if cfg.MigrateFrom != nil {
+		return render.ShovelPlugins
+	}
+	return render.EnabledPlugins
 }
 
 // haproxy returns HAProxy and its config job. haproxy.cfg and the bundle

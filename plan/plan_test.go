@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"github.com/rabbitmq-ha/rabbitmq-ha/migrate"
 	"reflect"
 	"slices"
 	"strings"
@@ -27,7 +28,7 @@ func load(t *testing.T, values map[string]string) *config.Config {
 		v[k] = val
 	}
 	cfg, _, err := config.Load(config.MapSource{Values: v, Secrets: map[string]bool{
-		config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true,
+		config.KeyErlangCookie: true, config.KeyAdminPassword: true, config.KeyStatsPassword: true, config.KeyMigrateFrom: true,
 	}}, "p", "s")
 	if err != nil {
 		t.Fatal(err)
@@ -281,5 +282,56 @@ func TestSeedFirst(t *testing.T) {
 		if script := file(t, p.Nodes[1].Spec, render.ScriptPath); !strings.Contains(script, want+"\n") {
 			t.Errorf("%s: the cluster script lacks %q", image, want)
 		}
+	}
+}
+
+// A move (migrateFrom) adds the shovel plugin and the old cluster's network
+// to every node, and its job imports the moved definitions, kept secret
+// (they carry password hashes), through the first node that answers.
+func TestMigration(t *testing.T) {
+	plain := load(t, nil)
+	moving := load(t, map[string]string{config.KeyMigrateFrom: `{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672","user":"admin","password":"old-pw","vhosts":["/"],"network":"oldnet"}`})
+	for _, c := range []struct {
+		cfg      *config.Config
+		plugins  string
+		networks []string
+	}{{plain, render.EnabledPlugins, nil}, {moving, render.ShovelPlugins, []string{"oldnet"}}} {
+		p, err := New(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range p.Nodes {
+			if got := file(t, n.Spec, render.EnabledPluginsPath); got != c.plugins || !slices.Equal(n.Spec.Networks, c.networks) {
+				t.Errorf("%s: plugins %q, networks %v; want %q, %v", n.Spec.Name, got, n.Spec.Networks, c.plugins, c.networks)
+			}
+		}
+	}
+	p, err := New(moving)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := migrate.Definitions{
+		VHosts:      []migrate.VHost{{Name: "/"}},
+		Permissions: []migrate.Permission{{User: "admin", VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}},
+		Queues:      []migrate.Queue{{Name: "jobs", VHost: "/", Durable: true}},
+	}
+	m, err := MigrationOf(moving, p, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := render.ImportCommand([]string{"rabbit@p-s-node-0", "rabbit@p-s-node-1", "rabbit@p-s-node-2"}); !slices.Equal(m.Job.Command, want) {
+		t.Errorf("job command %v, want %v", m.Job.Command, want)
+	}
+	defs := file(t, m.Job, render.DefinitionsPath)
+	if !strings.Contains(defs, `"x-queue-type": "quorum"`) || !slices.Equal(m.Job.Networks, []string{"oldnet"}) {
+		t.Errorf("job networks %v, definitions:\n%s", m.Job.Networks, defs)
+	}
+	for _, f := range m.Job.Files {
+		if f.Path == render.DefinitionsPath && !f.Secret || f.Path == render.CookieUploadPath && !f.Secret {
+			t.Errorf("%s is not secret", f.Path)
+		}
+	}
+	if len(m.Shovels) != 1 || m.Shovels[0].SourceURI != "amqp://admin:old-pw@old:5672/%2F" || len(m.Move.Problems) != 0 {
+		t.Errorf("shovels %+v, problems %q", m.Shovels, m.Move.Problems)
 	}
 }

@@ -14,10 +14,13 @@ type ContainerSpec struct {
 	Hostname string
 	Command  []string
 	// User overrides the image's user when set.
-	User  string
-	IP    string
-	Ports []PortSpec
-	Files []FileSpec
+	User string
+	IP   string
+	// Networks are the networks the container joins besides the stack's,
+	// without a static address.
+	Networks []string
+	Ports    []PortSpec
+	Files    []FileSpec
 	// Volume is mounted at VolumePath when set.
 	Volume, VolumePath string
 	Health             *HealthSpec

@@ -203,7 +203,11 @@ func TestScriptsShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy, "haproxy.sh (client CA)": job} {
+	migrate, err := MigrateScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy, "haproxy.sh (client CA)": job, "migrate.sh": migrate} {
 		path := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
 			t.Fatal(err)

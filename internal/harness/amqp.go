@@ -63,6 +63,8 @@ func TestConfig(t testing.TB, prefix, image, subnet string, portBase int, extra 
 	}
 	for k, val := range extra {
 		v[k] = val
+		// Keys whose values hold passwords are set as secrets.
+		secrets[k] = secrets[k] || k == config.KeyUsers || k == config.KeyMigrateFrom
 	}
 	cfg, _, err := config.Load(config.MapSource{Values: v, Secrets: secrets}, "rabbitmq-ha", "it")
 	if err != nil {

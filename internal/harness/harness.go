@@ -155,6 +155,9 @@ func RunSpec(t testing.TB, s plan.ContainerSpec, image, network string) {
 		MustDocker(t, "volume", "create", "--label", plan.LabelStack+"="+s.Labels[plan.LabelStack], s.Volume)
 	}
 	MustDocker(t, CreateArgs(s, image, network)...)
+	for _, args := range ConnectArgs(s) {
+		MustDocker(t, args...)
+	}
 	files, err := Upload(s.Files, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +211,16 @@ func CreateArgs(s plan.ContainerSpec, image, network string) []string {
 	}
 	args = append(args, image)
 	return append(args, s.Command...)
+}
+
+// ConnectArgs are the `docker network connect` arguments that join a
+// created container to its spec's other networks (docker create takes one).
+func ConnectArgs(s plan.ContainerSpec) [][]string {
+	var out [][]string
+	for _, n := range s.Networks {
+		out = append(out, []string{"network", "connect", n, s.Name})
+	}
+	return out
 }
 
 // RunJob runs a one-shot spec (a job) to its end, as the provider does
