@@ -53,7 +53,7 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	if err != nil {
 		return nil, err
 	}
-	_, err = NewBroker(ctx, name+"-broker", &BrokerArgs{
+	broker, err := NewBroker(ctx, name+"-broker", &BrokerArgs{
 		Config:          cfg,
 		Plan:            p.Broker,
 		ManagementURL:   pulumi.String(p.Endpoints.Management),
@@ -64,15 +64,25 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	if err != nil {
 		return nil, err
 	}
-	c.Outputs = stackOutputs(cfg, p, pki, nodes)
+	var migration *Migration
+	if cfg.MigrateFrom != nil {
+		migration, err = NewMigration(ctx, name+"-migration", &MigrationArgs{
+			Config: cfg, Plan: p, ImageID: nodes.ImageID, Network: network.Name,
+			Provider: broker.Provider, DependsOn: append(containerResources(nodes.Containers), lb.Container),
+		}, parent)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.Outputs = stackOutputs(cfg, p, pki, nodes, migration)
 	return c, ctx.RegisterResourceOutputs(c, c.Outputs)
 }
 
 // stackOutputs is the one list of the stack's outputs: a new output is
 // added here, and nowhere else.
-func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes) pulumi.Map {
+func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes, migration *Migration) pulumi.Map {
 	e := p.Endpoints
-	return pulumi.Map{
+	out := pulumi.Map{
 		// AMQP through HAProxy, without credentials.
 		"amqpUrl": pulumi.String(e.AMQP),
 		// AMQPS through HAProxy; its host is a name in the certificate.
@@ -96,4 +106,11 @@ func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes) pulu
 		// mirrored or quorum.
 		"haMode": pulumi.String(cfg.HAMode),
 	}
+	if migration != nil {
+		// The move's progress: each moved queue's depth on the old side.
+		out["migrationRemaining"] = migration.Remaining
+		// What the move dropped or changed, one line each.
+		out["migrationChanges"] = migration.Changes
+	}
+	return out
 }

@@ -132,7 +132,7 @@ func runWith(docker fakeDocker, extra map[string]any) (*mocks, error) {
 	m := &mocks{}
 	err := pulumi.RunErr(ProgramWith(docker.open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
 		ri.Config = cfg
-		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users"}
+		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users", "rabbitmq-ha:migrateFrom"}
 	})
 	return m, err
 }

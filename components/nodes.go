@@ -28,6 +28,8 @@ type Nodes struct {
 	Containers []*docker.Container
 	// Names are the RabbitMQ node names, rabbit@<prefix>-node-<i>.
 	Names pulumi.StringArrayOutput `pulumi:"names"`
+	// ImageID is the nodes' image, which the stack's jobs run too.
+	ImageID pulumi.StringOutput
 }
 
 // NewNodes creates the nodes, all at once. Node 0 seeds the cluster; the
@@ -49,6 +51,7 @@ func NewNodes(ctx *pulumi.Context, name string, args *NodesArgs, opts ...pulumi.
 		return nil, wrap("RabbitMQ image", err)
 	}
 
+	n.ImageID = image.ImageId
 	var names []string
 	for i, node := range args.Plan.Nodes {
 		spec := node.Spec
