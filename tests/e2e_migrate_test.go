@@ -1,0 +1,144 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+)
+
+// TestIntegrationE2EMigrate is issue 17's proof, end to end: an old 3.10
+// mirrored stack (from the stack's own specs) holds 10,000 persistent
+// messages in 3 queues while a producer publishes to it with confirms; a
+// 4.3 stack comes up through `pulumi up` with migrateFrom, and the
+// producer moves to it midway. While the shovels run, an old node is
+// killed and restarted. Every confirmed message is consumed on the new
+// side, by ID; the old queues end empty, the new ones are quorum queues,
+// an old user logs in with its old password, and `pulumi preview` shows no
+// change. Then migrateFrom is removed (the cut-over's last step) and the
+// shovels go.
+func TestIntegrationE2EMigrate(t *testing.T) {
+	var line43 harness.Line
+	for _, l := range harness.Lines {
+		if l.Name == "4.3-quorum" {
+			line43 = l
+		}
+	}
+	oldLine := harness.Lines[0]
+	oldCfg := oldLine.Config(t, "rmqha-e2e-migrate-old", 243, 51400, nil)
+	oldHAProxy := harness.Plan(t, oldCfg).HAProxy.Spec.Name
+	from, _ := json.Marshal(config.MigrateFrom{
+		ManagementURL: plan.EndpointsOf(oldCfg).Management, AMQPURL: "amqp://" + oldHAProxy + ":5672",
+		User: oldCfg.AdminUser, Password: harness.TestAdminPassword, VHosts: []string{"/"}, Network: oldCfg.Prefix,
+	})
+	prefix := "rmqha-e2e-migrate"
+	s := startE2E(t, "e2e-migrate", prefix, line43, "10.244.2.0/24", 51600, nil, map[string]string{config.KeyMigrateFrom: string(from)})
+
+	harness.RequireImages(t, oldLine.Image, oldLine.HAProxy)
+	harness.RemoveStack(t, oldCfg.Prefix)
+	t.Cleanup(func() { harness.RemoveStack(t, oldCfg.Prefix) })
+	old := startFaultStack(t, oldLine, oldCfg, nil)
+	// An application user of the old cluster, who must log in to the new
+	// one with the same password.
+	harness.MustDocker(t, "exec", old.node(0), "rabbitmqctl", "-q", "add_user", "legacy-app", movedPassword)
+	harness.MustDocker(t, "exec", old.node(0), "rabbitmqctl", "-q", "set_permissions", "legacy-app", ".*", ".*", ".*")
+
+	// 10,000 persistent messages in 3 queues, and a producer still at work.
+	queues := []string{"orders", "invoices", "audit"}
+	ids := map[string][]string{}
+	conn := harness.Dial(t, old.amqp, nil, 30*time.Second)
+	for i, q := range queues {
+		n := 3333
+		if i == 0 {
+			n = 3334
+		}
+		ids[q] = harness.PublishIDs(t, conn, q, "old-"+q, n, nil)
+	}
+	conn.Close()
+	producer := harness.StartPacedPublisher(old.amqp, "orders", 5*time.Millisecond)
+	producer.WaitConfirmed(t, 100, 30*time.Second)
+
+	// While the shovels run, the old cluster loses a node and gets it back.
+	var killed sync.WaitGroup
+	killed.Add(1)
+	go func() {
+		defer killed.Done()
+		newNode0 := plan.NodeNames(prefix, 0).Container
+		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(200 * time.Millisecond) {
+			if out, _ := harness.Docker(context.Background(), nil, "exec", newNode0, "rabbitmqctl", "-q", "list_parameters", "--no-table-headers"); strings.Contains(out, "shovel") {
+				break
+			}
+		}
+		_, _ = harness.Docker(context.Background(), nil, "kill", old.node(1))
+		t.Logf("killed the old %s while the shovels ran", old.node(1))
+		time.Sleep(10 * time.Second)
+		_, _ = harness.Docker(context.Background(), nil, "start", old.node(1))
+	}()
+
+	start := time.Now()
+	s.up(t)
+	t.Logf("up with migrateFrom took %s", time.Since(start).Round(time.Second))
+	newStack := plan.WithUser(fmt.Sprintf("amqp://127.0.0.1:%d/", 51600), "admin", harness.TestAdminPassword)
+
+	// The producer moves to the new cluster midway.
+	oldConfirmed := func() []string { producer.Stop(); return producer.ConfirmedIDs() }()
+	ids["orders"] = append(ids["orders"], oldConfirmed...)
+	moved := harness.StartPacedPublisher(newStack, "orders", 5*time.Millisecond)
+	moved.WaitConfirmed(t, 100, 30*time.Second)
+	moved.Stop()
+	ids["orders"] = append(ids["orders"], moved.ConfirmedIDs()...)
+	killed.Wait()
+
+	total, dups := 0, 0
+	for _, q := range queues {
+		got := harness.ConsumeIDs(t, newStack, q, ids[q], 30*time.Second, 5*time.Minute)
+		lost, d := got.Check(ids[q])
+		total += len(ids[q])
+		dups += d
+		t.Logf("%s: %d of %d confirmed messages consumed on the new side, %d duplicates", q, len(ids[q])-len(lost), len(ids[q]), d)
+		if len(lost) > 0 {
+			t.Errorf("%s: %d confirmed messages lost, e.g. %v", q, len(lost), lost[:min(5, len(lost))])
+		}
+	}
+	t.Logf("moved and consumed %d confirmed messages in %s from the start of up; %d duplicates (at-least-once shovels)", total, time.Since(start).Round(time.Second), dups)
+
+	for _, q := range queues {
+		out := harness.MustDocker(t, "exec", old.node(0), "rabbitmqctl", "-q", "list_queues", "name", "messages", "--formatter", "json")
+		var qs []struct {
+			Name     string
+			Messages int
+		}
+		_ = json.Unmarshal([]byte(out), &qs)
+		for _, oq := range qs {
+			if oq.Name == q && oq.Messages != 0 {
+				t.Errorf("the old %s still holds %d messages", q, oq.Messages)
+			}
+		}
+		typ := harness.MustDocker(t, "exec", plan.NodeNames(prefix, 0).Container, "rabbitmqctl", "-q", "list_queues", "name", "type", "--no-table-headers")
+		if !slices.Contains(strings.Split(typ, "\n"), q+"\tquorum") {
+			t.Errorf("the new %s is not a quorum queue:\n%s", q, typ)
+		}
+	}
+	if out, err := harness.Docker(context.Background(), nil, "exec", plan.NodeNames(prefix, 1).Container, "rabbitmqctl", "-q", "authenticate_user", "legacy-app", movedPassword); err != nil {
+		t.Errorf("legacy-app cannot log in to the new cluster with its old password: %v: %s", err, out)
+	}
+	s.expectNoChanges(t)
+
+	// The cut-over's last step: migrateFrom goes, and the shovels with it.
+	if err := s.RemoveConfig(context.Background(), config.KeyMigrateFrom); err != nil {
+		t.Fatal(err)
+	}
+	s.up(t)
+	if out := harness.MustDocker(t, "exec", plan.NodeNames(prefix, 0).Container, "rabbitmqctl", "-q", "list_parameters", "--no-table-headers"); out != "" {
+		t.Errorf("parameters left after migrateFrom was removed:\n%s", out)
+	}
+	s.expectNoChanges(t)
+}
