@@ -55,18 +55,14 @@ func TestTransformQueues(t *testing.T) {
 	if want := []string{"//jobs", "orders/orders.audit", "orders/orders.new", "orders/orders.qq", "orders/orders.urgent"}; !slices.Equal(shovelled, want) {
 		t.Errorf("shovelled queues = %v, want %v (every imported queue: the transient and auto-delete ones are not)", shovelled, want)
 	}
-	for what, did := range map[string]string{
+	expectChanges(t, m.Changes, map[string]string{
 		"queue orders/orders.cache":             "not imported: a transient queue",
 		"queue orders/orders.rpc":               "not imported: an auto-delete queue",
 		"queue orders/orders.audit":             "kept classic, as configured",
 		"queue orders/orders.urgent":            "argument x-max-priority dropped",
 		"queue orders/orders.new":               "argument x-queue-mode dropped",
 		"binding orders/events -> orders.cache": "not imported: its queue is not",
-	} {
-		if !hasChange(m.Changes, what, did) {
-			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
-		}
-	}
+	})
 	if len(m.Definitions.Bindings) != 1 || m.Definitions.Bindings[0].Destination != "orders.new" {
 		t.Errorf("bindings = %+v, want only events -> orders.new", m.Definitions.Bindings)
 	}
@@ -81,14 +77,10 @@ func TestTransformPolicies(t *testing.T) {
 	if got := m.Definitions.Policies[0].Definition; !reflect.DeepEqual(got, want) {
 		t.Errorf("orders-limits = %v, want %v", got, want)
 	}
-	for what, did := range map[string]string{
+	expectChanges(t, m.Changes, map[string]string{
 		"policy //ha-all":             "not imported: nothing is left of it",
 		"policy orders/orders-limits": "ha-params dropped: classic mirroring was removed",
-	} {
-		if !hasChange(m.Changes, what, did) {
-			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
-		}
-	}
+	})
 }
 
 func TestTransformUsersAndParameters(t *testing.T) {
@@ -108,16 +100,12 @@ func TestTransformUsersAndParameters(t *testing.T) {
 	if len(m.Definitions.Parameters) != 0 {
 		t.Errorf("parameters = %+v, want none: the new nodes run neither shovel nor federation as a user's", m.Definitions.Parameters)
 	}
-	for what, did := range map[string]string{
+	expectChanges(t, m.Changes, map[string]string{
 		"user admin":                               "not imported: this stack manages a user of that name",
 		"parameter shovel orders/to-archive":       "not imported: the new nodes do not run rabbitmq_shovel",
 		"parameter federation-upstream orders/dc2": "not imported: the new nodes do not run rabbitmq_federation",
 		"global parameter cluster_name":            "not imported",
-	} {
-		if !hasChange(m.Changes, what, did) {
-			t.Errorf("no change %q: %q in\n%s", what, did, changes(m.Changes))
-		}
-	}
+	})
 	// With the shovel plugin running, its parameters come along.
 	opts := defaultOpts
 	opts.Plugins = append(slices.Clone(opts.Plugins), "rabbitmq_shovel")
@@ -194,6 +182,17 @@ func TestTagsDecode(t *testing.T) {
 	var bad Tags
 	if err := json.Unmarshal([]byte(`7`), &bad); err == nil {
 		t.Error("tags 7 decoded")
+	}
+}
+
+// expectChanges fails unless the report has each change: what, and a
+// part of what was done to it.
+func expectChanges(t *testing.T, cs []Change, want map[string]string) {
+	t.Helper()
+	for what, did := range want {
+		if !hasChange(cs, what, did) {
+			t.Errorf("no change %q: %q in\n%s", what, did, changes(cs))
+		}
 	}
 }
 

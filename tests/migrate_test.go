@@ -97,11 +97,11 @@ func migrateInto(t *testing.T, line harness.Line, old loneNode) {
 
 	// What waits on the old side: plain IDs, and one message whose
 	// properties and headers must arrive as they were.
-	jobs := publishTo(t, oldURL("admin", oldAdminPassword, "/"), "jobs", line.Name+"-job", movedJobs)
-	audit := publishTo(t, oldURL("orders-app", movedPassword, "orders"), "orders.audit", line.Name+"-audit", movedAudit)
+	jobs := publishOld(t, oldURL("admin", oldAdminPassword, "/"), "jobs", idMessages(line.Name+"-job", movedJobs))
+	audit := publishOld(t, oldURL("orders-app", movedPassword, "orders"), "orders.audit", idMessages(line.Name+"-audit", movedAudit))
 	marked := amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: line.Name + "-marked", ContentType: "application/json",
 		CorrelationId: "c-42", Priority: 3, Headers: amqp.Table{"x-tenant": "acme", "x-attempt": int32(2)}, Body: []byte(`{"kept":true}`)}
-	publishOne(t, oldURL("orders-app", movedPassword, "orders"), "orders.new", marked)
+	publishOld(t, oldURL("orders-app", movedPassword, "orders"), "orders.new", []amqp.Publishing{marked})
 
 	export := old.must(t, "rabbitmqctl", "-q", "export_definitions", "-", "--format", "json")
 	defs, err := migrate.Parse([]byte(export))
@@ -182,9 +182,10 @@ func migrateInto(t *testing.T, line harness.Line, old loneNode) {
 	}
 }
 
-// publishTo publishes n persistent messages with IDs to a queue as it is
-// declared on the old side (a passive declare: its arguments are its own).
-func publishTo(t *testing.T, url, queue, prefix string, n int) []string {
+// publishOld publishes msgs to a queue of the old side with confirms,
+// after a passive declare (the queue's arguments are its own), fails the
+// test unless each is confirmed, and returns their IDs.
+func publishOld(t *testing.T, url, queue string, msgs []amqp.Publishing) []string {
 	t.Helper()
 	conn := harness.Dial(t, url, nil, 30*time.Second)
 	defer conn.Close()
@@ -199,41 +200,27 @@ func publishTo(t *testing.T, url, queue, prefix string, n int) []string {
 		t.Fatal(err)
 	}
 	var ids []string
-	for i := range n {
-		id := fmt.Sprintf("%s-%d", prefix, i)
-		dc, err := ch.PublishWithDeferredConfirm("", queue, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: id, Body: []byte(id)})
+	for _, m := range msgs {
+		dc, err := ch.PublishWithDeferredConfirm("", queue, true, false, m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := dc.WaitContext(t.Context()); err == nil && ok {
-			ids = append(ids, id)
+		if ok, err := dc.WaitContext(t.Context()); err != nil || !ok {
+			t.Fatalf("the old side did not confirm %s: %v", m.MessageId, err)
 		}
-	}
-	if len(ids) != n {
-		t.Fatalf("the old side confirmed %d of %d", len(ids), n)
+		ids = append(ids, m.MessageId)
 	}
 	return ids
 }
 
-// publishOne publishes one message with confirms.
-func publishOne(t *testing.T, url, queue string, m amqp.Publishing) {
-	t.Helper()
-	conn := harness.Dial(t, url, nil, 30*time.Second)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
+// idMessages are n persistent messages, the i-th with ID prefix-i.
+func idMessages(prefix string, n int) []amqp.Publishing {
+	out := make([]amqp.Publishing, n)
+	for i := range out {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		out[i] = amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: id, Body: []byte(id)}
 	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	dc, err := ch.PublishWithDeferredConfirm("", queue, true, false, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := dc.WaitContext(t.Context()); err != nil || !ok {
-		t.Fatalf("the old side did not confirm %s: %v", m.MessageId, err)
-	}
+	return out
 }
 
 // checkMarked takes the marked message from the new side and checks that
