@@ -30,6 +30,13 @@ func MigrationOf(cfg *config.Config, p *Plan, old migrate.Definitions) (Migratio
 		VHosts: m.VHosts, KeepClassic: m.KeepClassic, OwnUsers: own,
 		Plugins: []string{"rabbitmq_management", "rabbitmq_prometheus", "rabbitmq_shovel"}, Mover: m.User,
 	})
+	// The stack's admin user is pulumi-rabbitmq's: it sets the shovels, as
+	// runtime parameters of each moved vhost, so it needs access to each.
+	for _, v := range m.VHosts {
+		move.Definitions.Permissions = append(move.Definitions.Permissions, migrate.Permission{
+			User: cfg.AdminUser, VHost: v, Configure: ".*", Write: ".*", Read: ".*",
+		})
+	}
 	script, err := render.MigrateScript()
 	if err != nil {
 		return Migration{}, err

@@ -323,7 +323,7 @@ func TestMigration(t *testing.T) {
 		t.Errorf("job command %v, want %v", m.Job.Command, want)
 	}
 	defs := file(t, m.Job, render.DefinitionsPath)
-	if !strings.Contains(defs, `"x-queue-type": "quorum"`) || !slices.Equal(m.Job.Networks, []string{"oldnet"}) {
+	if !strings.Contains(defs, `"x-queue-type": "quorum"`) || !strings.Contains(defs, `"user": "admin"`) || !slices.Equal(m.Job.Networks, []string{"oldnet"}) {
 		t.Errorf("job networks %v, definitions:\n%s", m.Job.Networks, defs)
 	}
 	for _, f := range m.Job.Files {
