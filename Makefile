@@ -10,7 +10,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 PULUMI := bin/pulumi
 
-.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench reliability smoke env secret admin-password outputs next
+.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench bench-migration reliability smoke env secret admin-password outputs next
 
 # The stack config Pulumi reads: the tracked Pulumi.$(STACK).yaml (plain
 # settings) merged with the generated secrets in .state/ (tools/stackconfig).
@@ -139,6 +139,10 @@ lint:
 LINES ?= 3.10-mirrored,4.3-quorum
 bench: images $(PULUMI)
 	go run ./bench -lines $(LINES)
+
+## bench-migration: the blue-green move, the compose recipe on 3.10 (10,000 messages) into the stack on 4.3 (migrateFrom); writes its part of docs/BENCHMARKS.md
+bench-migration: images $(PULUMI)
+	go run ./bench -migration
 
 ## reliability: the fault matrix (partitions, HAProxy killed and restarted) on every line (LINES=all or names); writes docs/RELIABILITY.md. make test runs it on the default line
 RELIABILITY_LINES ?= all

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,33 @@ func TestCriticalPath(t *testing.T) {
 	}
 	if svg := tl.svg("t"); !strings.Contains(svg, "policy") || !strings.HasSuffix(svg, "</svg>\n") {
 		t.Errorf("svg: %s", svg)
+	}
+}
+
+// The move's section has markers of its own: make bench keeps it, and a
+// second bench-migration replaces it, keeping everything else.
+func TestMigrationSection(t *testing.T) {
+	dir := t.TempDir()
+	doc := filepath.Join(dir, "BENCHMARKS.md")
+	r := &report{runs: 3, duration: time.Second}
+	if err := os.WriteFile(doc, []byte(r.document("", "TABLE\n")+"\nnotes by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"first move\n", "second move\n"} {
+		if err := writeMigration(dir, table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(doc)
+	s := string(b)
+	if strings.Contains(s, "first move") || strings.Count(s, "second move") != 1 || !strings.Contains(s, "notes by hand") || !strings.Contains(s, "TABLE") {
+		t.Errorf("after two moves:\n%s", s)
+	}
+	if again := r.document(s, "NEW TABLE\n"); !strings.Contains(again, "second move") || strings.Contains(again, "\nTABLE\n") {
+		t.Errorf("make bench lost the move's section:\n%s", again)
+	}
+	m := migrationResult{old: harness.Lines[0], ours: harness.Lines[2], up: 50 * time.Second, firstMoved: 40 * time.Second, empty: 50 * time.Second, consumed: movedMessages}
+	if md := m.markdown(); !strings.Contains(md, "| throughput of the move (first message to empty old side) | 1000 msg/s |") {
+		t.Errorf("markdown:\n%s", md)
 	}
 }

@@ -39,12 +39,25 @@ func main() {
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
 	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of harness.Lines to measure, by name")
 	readyOnly := flag.Bool("ready-only", false, "time to ready and the trace only (floor, compose recipe, ours), printed; docs/ is left alone")
+	migration := flag.Bool("migration", false, "the blue-green move only: the compose recipe on 3.10 moved into our stack on 4.3 (migrateFrom); writes its own part of docs/BENCHMARKS.md")
 	flag.Parse()
 
 	r := &report{machine: machine(), runs: *runs, duration: *duration}
 	cert, err := testpki.New()
 	if err != nil {
 		lg.Fatal(err)
+	}
+	if *migration {
+		m, err := measureMigration(cert, harness.Lines[0], harness.Lines[len(harness.Lines)-1])
+		if err != nil {
+			lg.Fatal(err)
+		}
+		table := "Machine: " + r.machine + "\n\n" + m.markdown()
+		fmt.Print(table)
+		if err := writeMigration(*out, table); err != nil {
+			lg.Fatal(err)
+		}
+		return
 	}
 	for _, name := range strings.Split(*names, ",") {
 		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == name })
@@ -98,7 +111,7 @@ func measureLine(line harness.Line, cert testpki.PKI, runs int, duration time.Du
 	}
 	base.down()
 
-	ours, skip := newOurs(line)
+	ours, skip := newOurs(line, nil)
 	if skip != "" {
 		lg.Printf("%s ours: skipped, %s", line.Name, skip)
 		r.skipped = skip

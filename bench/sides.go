@@ -146,7 +146,7 @@ type ours struct {
 	trace timeline
 }
 
-func newOurs(line harness.Line) (*ours, string) {
+func newOurs(line harness.Line, extraSecrets map[string]string) (*ours, string) {
 	cli, missing := harness.PulumiMissing(".")
 	if len(missing) > 0 {
 		return nil, "needs " + strings.Join(missing, "; ")
@@ -159,7 +159,11 @@ func newOurs(line harness.Line) (*ours, string) {
 	values := harness.TestValues(oursPrefix, line.Image, oursSubnet, oursPortBase)
 	values[config.KeyHAProxyImage] = line.HAProxy
 	values[config.KeyHAMode] = line.HAMode
-	s, err := harness.InlineStack(context.Background(), components.Program, abs, "bench-"+line.Name, state, values, harness.TestSecrets())
+	secrets := harness.TestSecrets()
+	for k, v := range extraSecrets {
+		secrets[k] = v
+	}
+	s, err := harness.InlineStack(context.Background(), components.Program, abs, "bench-"+line.Name, state, values, secrets)
 	if err != nil {
 		lg.Fatal(err)
 	}
@@ -188,6 +192,15 @@ func (o *ours) upUntilReady() (time.Duration, error) {
 		return 0, fmt.Errorf("trace: %w", err)
 	}
 	return readyAt, nil
+}
+
+// up runs `pulumi up`, keeping its outputs.
+func (o *ours) up() error {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	res, err := o.stack.Up(ctx)
+	o.res = res
+	return err
 }
 
 func (o *ours) endpoints() endpoints {
