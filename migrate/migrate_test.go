@@ -91,7 +91,7 @@ func TestTransformUsersAndParameters(t *testing.T) {
 	}
 	// admin is the stack's own; legacy-app has no permission on a moved
 	// vhost; ops is an administrator (its tags were a string).
-	if want := []string{"orders-app:aGFzaDI=:", "ops:aGFzaDM=:administrator+monitoring"}; !slices.Equal(users, want) {
+	if want := []string{"ops:aGFzaDM=:administrator+monitoring", "orders-app:aGFzaDI=:"}; !slices.Equal(users, want) {
 		t.Errorf("users = %v, want %v", users, want)
 	}
 	if len(m.Definitions.Permissions) != 1 || m.Definitions.Permissions[0].User != "orders-app" || len(m.Definitions.TopicPermissions) != 1 {
@@ -150,6 +150,33 @@ func TestTransformMover(t *testing.T) {
 	opts.Mover = "admin"
 	if m := move(t, opts); len(m.Problems) != 0 {
 		t.Errorf("admin, with permissions on / and orders: problems = %q", m.Problems)
+	}
+}
+
+// The move does not depend on the order the old cluster's API lists
+// things in (a restarted old node lists them anew): the same definitions,
+// reversed, give the same document, byte for byte.
+func TestTransformIgnoresOrder(t *testing.T) {
+	raw, err := os.ReadFile("testdata/old-3.10.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reversed := old
+	reversed.Users, reversed.Queues, reversed.Bindings = slices.Clone(old.Users), slices.Clone(old.Queues), slices.Clone(old.Bindings)
+	reversed.Policies, reversed.Permissions = slices.Clone(old.Policies), slices.Clone(old.Permissions)
+	for _, s := range []func(){
+		func() { slices.Reverse(reversed.Users) }, func() { slices.Reverse(reversed.Queues) }, func() { slices.Reverse(reversed.Bindings) },
+		func() { slices.Reverse(reversed.Policies) }, func() { slices.Reverse(reversed.Permissions) },
+	} {
+		s()
+	}
+	a, b := Transform(old, defaultOpts), Transform(reversed, defaultOpts)
+	if string(a.Definitions.JSON()) != string(b.Definitions.JSON()) || changes(a.Changes) != changes(b.Changes) {
+		t.Errorf("the move depends on the old listing's order:\n%s\n---\n%s", a.Definitions.JSON(), b.Definitions.JSON())
 	}
 }
 

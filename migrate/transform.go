@@ -80,6 +80,7 @@ var leaderLocators = map[string]string{"client-local": "client-local", "min-mast
 // out, their clients declare them; ha-* policy keys go. Every drop and change
 // is in the result's Changes.
 func Transform(old Definitions, opts Options) Move {
+	old = sorted(old)
 	var m Move
 	change := func(what, format string, args ...any) {
 		m.Changes = append(m.Changes, Change{what, fmt.Sprintf(format, args...)})
@@ -212,6 +213,38 @@ func Transform(old Definitions, opts Options) Move {
 	}
 	m.Definitions = d
 	return m
+}
+
+// sorted orders every list of a definitions document, so the move (and
+// the job that carries it) is the same whatever order the old cluster's
+// API listed things in: a restarted old node lists them anew.
+func sorted(d Definitions) Definitions {
+	key := func(parts ...string) string { return strings.Join(parts, "\x00") }
+	d.Users = slices.SortedStableFunc(slices.Values(d.Users), func(a, b User) int { return strings.Compare(a.Name, b.Name) })
+	d.VHosts = slices.SortedStableFunc(slices.Values(d.VHosts), func(a, b VHost) int { return strings.Compare(a.Name, b.Name) })
+	d.Permissions = slices.SortedStableFunc(slices.Values(d.Permissions), func(a, b Permission) int {
+		return strings.Compare(key(a.VHost, a.User), key(b.VHost, b.User))
+	})
+	d.TopicPermissions = slices.SortedStableFunc(slices.Values(d.TopicPermissions), func(a, b TopicPermission) int {
+		return strings.Compare(key(a.VHost, a.User, a.Exchange), key(b.VHost, b.User, b.Exchange))
+	})
+	d.Parameters = slices.SortedStableFunc(slices.Values(d.Parameters), func(a, b Parameter) int {
+		return strings.Compare(key(a.VHost, a.Component, a.Name), key(b.VHost, b.Component, b.Name))
+	})
+	d.GlobalParameters = slices.SortedStableFunc(slices.Values(d.GlobalParameters), func(a, b GlobalParameter) int { return strings.Compare(a.Name, b.Name) })
+	d.Policies = slices.SortedStableFunc(slices.Values(d.Policies), func(a, b Policy) int {
+		return strings.Compare(key(a.VHost, a.Name), key(b.VHost, b.Name))
+	})
+	d.Queues = slices.SortedStableFunc(slices.Values(d.Queues), func(a, b Queue) int {
+		return strings.Compare(key(a.VHost, a.Name), key(b.VHost, b.Name))
+	})
+	d.Exchanges = slices.SortedStableFunc(slices.Values(d.Exchanges), func(a, b Exchange) int {
+		return strings.Compare(key(a.VHost, a.Name), key(b.VHost, b.Name))
+	})
+	d.Bindings = slices.SortedStableFunc(slices.Values(d.Bindings), func(a, b Binding) int {
+		return strings.Compare(key(a.VHost, a.Source, a.DestinationType, a.Destination, a.RoutingKey), key(b.VHost, b.Source, b.DestinationType, b.Destination, b.RoutingKey))
+	})
+	return d
 }
 
 // toQuorum makes a durable classic queue a quorum queue, dropping or
