@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -286,7 +287,8 @@ func mutualTLSRound(t *testing.T, cfg *config.Config, server testpki.PKI, amqpsU
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("mutual TLS in force %s after the install", time.Since(installed).Round(10*time.Millisecond))
-	noCert, otherCA = dial(nil), dial(&stranger)
+	addr := hostPort(t, amqpsURL)
+	noCert, otherCA = refusal(addr, clientTLS(t, server, nil)), refusal(addr, clientTLS(t, server, &stranger))
 	conn := harness.Dial(t, amqpsURL, clientTLS(t, server, &clients), 10*time.Second)
 	if got := harness.PublishConfirmed(t, conn, "it-mtls", 10, nil); got != 10 {
 		t.Errorf("confirmed %d of 10 with a client certificate of the configured CA", got)
@@ -300,6 +302,35 @@ func mutualTLSRound(t *testing.T, cfg *config.Config, server testpki.PKI, amqpsU
 		}
 	}
 	return noCert, otherCA
+}
+
+// refusal is how AMQPS at addr answers a client with conf: the TLS
+// handshake, the AMQP protocol header, and one read, so the server's
+// verdict on the client's certificate arrives as the error. In TLS 1.3 the
+// server judges it only after the client's side of the handshake is done,
+// so an AMQP dial may see just a closed connection. nil: the server spoke
+// AMQP.
+func refusal(addr string, conf *tls.Config) error {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("AMQP\x00\x00\x09\x01")); err != nil {
+		return err
+	}
+	_, err = c.Read(make([]byte, 1))
+	return err
+}
+
+// hostPort is a URL's host:port.
+func hostPort(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
 }
 
 // mustPKI is a fresh test PKI: a CA, and the server certificate it signed.
