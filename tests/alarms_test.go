@@ -252,18 +252,24 @@ func memoryAlarm(t *testing.T, s faultStack) (string, func()) {
 			cleared("node 0's watermark was restored")
 		}
 	}
-	if !publisherBlockedSince(s, start, 10*time.Second) {
+	blocked := publisherBlockedSince(s, start, 10*time.Second)
+	if !blocked {
 		t.Errorf("the load's publisher was not blocked (connection.blocked) during the memory alarm")
 	}
 	time.Sleep(blockedHold)
-	if after := nodeStarts(t, s); after != before {
+	after := nodeStarts(t, s)
+	if after != before {
 		t.Errorf("a node restarted or was OOM-killed during the memory alarm: %s, then %s", before, after)
 	}
 	set := memoryAlarmLog(t, s, start)
 	if set == "" {
 		t.Errorf("no node logged its memory alarm (vm_memory_high_watermark set)")
 	}
-	return fmt.Sprintf("%s; %s; the load's publisher blocked; no node restarted", what, set), repair
+	restarts := "no node restarted"
+	if after != before {
+		restarts = "A NODE RESTARTED (" + after + ")"
+	}
+	return fmt.Sprintf("%s; %s; the load's publisher blocked: %v; %s", what, set, blocked, restarts), repair
 }
 
 // memoryLimit is a node's memory watermark in bytes.
