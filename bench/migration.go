@@ -49,7 +49,7 @@ func (m migrationResult) rate() float64 {
 
 func (m migrationResult) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Command: `make bench-migration` (`go run ./bench -migration`). The old cluster is the compose recipe on %s (`%s`, classic mirrored queues, ha-all), holding %d persistent %d-byte messages in %d queues; the new one is our stack on %s (`%s`), brought up from an empty stack with `migrateFrom` (the recipe's network joined, its guest user as the mover). One run.\n\n",
+	fmt.Fprintf(&b, "Command: `make bench-migration` (`go run ./bench -migration`). The old cluster is the compose recipe on %s (`%s`, classic mirrored queues, ha-all), holding %d persistent %d-byte messages in %d queues; the new one is our stack on %s (`%s`), brought up from an empty stack with `migrateFrom` (the recipe's network joined, its guest user as the mover). The old side's depth is read every 50 ms by passive declares (the queues' own counts of ready messages). One run.\n\n",
 		m.old.Name, m.old.Image, movedMessages, movedBody, len(movedQueues), m.ours.Name, m.ours.Image)
 	b.WriteString("| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| `pulumi up` with migrateFrom (cluster, import job, shovels) | %s |\n", secs(m.up))
@@ -75,6 +75,11 @@ func measureMigration(cert testpki.PKI, old, line harness.Line) (migrationResult
 		return r, err
 	}
 	lg.Printf("migration: %d messages wait in the old cluster", len(ids))
+	depth, err := newDepthProbe(e.amqp)
+	if err != nil {
+		return r, err
+	}
+	defer depth.close()
 
 	from, _ := json.Marshal(config.MigrateFrom{
 		ManagementURL: strings.Replace(e.management, "guest:guest@", "", 1), AMQPURL: "amqp://" + baselineNet + ".0.2:5672",
@@ -91,7 +96,7 @@ func measureMigration(cert testpki.PKI, old, line harness.Line) (migrationResult
 	go func() {
 		defer close(done)
 		for time.Since(start) < readyTimeout {
-			n, err := oldDepth(e.management)
+			n, err := depth.messages()
 			if err == nil && n < movedMessages && r.firstMoved == 0 {
 				r.firstMoved = time.Since(start)
 			}
@@ -99,7 +104,7 @@ func measureMigration(cert testpki.PKI, old, line harness.Line) (migrationResult
 				r.empty = time.Since(start)
 				return
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 	}()
 	if err := o.up(); err != nil {
@@ -165,22 +170,49 @@ func fillOld(url string) ([]string, error) {
 	return ids, nil
 }
 
-// oldDepth is the messages in every queue of the old cluster.
-func oldDepth(management string) (int, error) {
-	var qs []struct {
-		Messages int `json:"messages"`
+// depthProbe reads the old queues' depths as the queues count them (a
+// passive declare answers with the ready messages at once; the management
+// API's counts are sampled every few seconds).
+type depthProbe struct {
+	url  string
+	conn *amqp.Connection
+}
+
+func newDepthProbe(url string) (*depthProbe, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := managementGet(ctx, management, "/api/queues", &qs); err != nil {
+	return &depthProbe{url: url, conn: conn}, nil
+}
+
+// messages is the ready messages in every moved queue; a lost connection
+// (the old cluster under load) is dialled again.
+func (p *depthProbe) messages() (int, error) {
+	if p.conn.IsClosed() {
+		c, err := amqp.Dial(p.url)
+		if err != nil {
+			return 0, err
+		}
+		p.conn = c
+	}
+	ch, err := p.conn.Channel()
+	if err != nil {
 		return 0, err
 	}
+	defer ch.Close()
 	n := 0
-	for _, q := range qs {
+	for _, name := range movedQueues {
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		if err != nil {
+			return 0, err
+		}
 		n += q.Messages
 	}
 	return n, nil
 }
+
+func (p *depthProbe) close() { _ = p.conn.Close() }
 
 // consumeAll takes every message of a queue, acking each, until it stays
 // empty for 5 s, and counts each ID's deliveries.
