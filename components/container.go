@@ -1,6 +1,7 @@
 package components
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -146,4 +147,27 @@ func envArgs(env map[string]string) pulumi.StringArrayInput {
 		out = append(out, k+"="+env[k])
 	}
 	return pulumi.ToStringArray(out)
+}
+
+// newAttachedJob creates a one-shot job container that Pulumi waits for
+// (attach, with its logs) and re-creates, deleting the old one first, when
+// its inputs change. It returns the job and what is true once the job
+// exited 0: a non-zero exit fails the update with the job's logs.
+func newAttachedJob(ctx *pulumi.Context, name, what string, spec plan.ContainerSpec, in containerInputs, opts ...pulumi.ResourceOption) (*docker.Container, pulumi.BoolOutput, error) {
+	a := containerArgs(spec, in)
+	a.MustRun = pulumi.Bool(false)
+	a.Attach = pulumi.Bool(true)
+	a.Logs = pulumi.Bool(true)
+	job, err := docker.NewContainer(ctx, name, a, append(opts, pulumi.DeleteBeforeReplace(true))...)
+	if err != nil {
+		return nil, pulumi.BoolOutput{}, wrap(what, err)
+	}
+	done := pulumi.All(job.ExitCode, job.ContainerLogs).ApplyT(func(v []any) (bool, error) {
+		if code := v[0].(int); code != 0 {
+			logs, _ := v[1].(*string)
+			return false, fmt.Errorf("the %s %s exited with %d: %s", what, spec.Name, code, deref(logs))
+		}
+		return true, nil
+	}).(pulumi.BoolOutput)
+	return job, done, nil
 }

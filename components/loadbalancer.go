@@ -1,8 +1,6 @@
 package components
 
 import (
-	"fmt"
-
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -60,24 +58,15 @@ func NewLoadBalancer(ctx *pulumi.Context, name string, args *LoadBalancerArgs, o
 	// volume and exits; Pulumi waits for it (attach). A renewed certificate
 	// or a new node list replaces the job, not HAProxy, which reloads on its
 	// own when the files change.
-	ja := containerArgs(job, containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name,
-		content: map[string]pulumi.StringInput{plan.CertBundlePath: args.ServerPEM}})
-	ja.MustRun = pulumi.Bool(false)
-	ja.Attach = pulumi.Bool(true)
-	ja.Logs = pulumi.Bool(true)
-	configJob, err := docker.NewContainer(ctx, name+"-config-job", ja, parent, pulumi.DeleteBeforeReplace(true))
-	if err != nil {
-		return nil, wrap("HAProxy config job", err)
-	}
 	// A failed install fails the update: nothing else would notice, as a
 	// running HAProxy keeps serving the old files.
-	lb.ConfigInstalled = pulumi.All(configJob.ExitCode, configJob.ContainerLogs).ApplyT(func(v []any) (bool, error) {
-		if code := v[0].(int); code != 0 {
-			logs, _ := v[1].(*string)
-			return false, fmt.Errorf("the HAProxy config job %s exited with %d: %s", job.Name, code, deref(logs))
-		}
-		return true, nil
-	}).(pulumi.BoolOutput)
+	configJob, installed, err := newAttachedJob(ctx, name+"-config-job", "HAProxy config job", job,
+		containerInputs{image: image.ImageId, network: args.Network, volume: volume.Name,
+			content: map[string]pulumi.StringInput{plan.CertBundlePath: args.ServerPEM}}, parent)
+	if err != nil {
+		return nil, err
+	}
+	lb.ConfigInstalled = installed
 
 	// HAProxy starts together with the nodes, not after them: it is healthy
 	// once a node answers through it (plan's HAProxy health check), so its

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-rabbitmq/sdk/v3/go/rabbitmq"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -80,21 +79,11 @@ func NewMigration(ctx *pulumi.Context, name string, args *MigrationArgs, opts ..
 
 	// The job imports the moved definitions and exits; Pulumi waits for it
 	// (attach). A new document (the old side changed) replaces the job.
-	ja := containerArgs(m.Job, containerInputs{image: args.ImageID, network: args.Network})
-	ja.MustRun = pulumi.Bool(false)
-	ja.Attach = pulumi.Bool(true)
-	ja.Logs = pulumi.Bool(true)
-	job, err := docker.NewContainer(ctx, name+"-job", ja, parent, pulumi.DependsOn(args.DependsOn), pulumi.DeleteBeforeReplace(true))
+	job, imported, err := newAttachedJob(ctx, name+"-job", "migration job", m.Job,
+		containerInputs{image: args.ImageID, network: args.Network}, parent, pulumi.DependsOn(args.DependsOn))
 	if err != nil {
-		return nil, wrap("migration job", err)
+		return nil, err
 	}
-	imported := pulumi.All(job.ExitCode, job.ContainerLogs).ApplyT(func(v []any) (bool, error) {
-		if code := v[0].(int); code != 0 {
-			logs, _ := v[1].(*string)
-			return false, fmt.Errorf("the migration job %s exited with %d: %s", m.Job.Name, code, deref(logs))
-		}
-		return true, nil
-	}).(pulumi.BoolOutput)
 
 	with := []pulumi.ResourceOption{parent, pulumi.Provider(args.Provider), pulumi.DependsOn([]pulumi.Resource{job})}
 	for _, s := range m.Shovels {
