@@ -16,7 +16,8 @@ import (
 // are a string, as before 3.9. TestIntegrationMigrateDefinitions loads it
 // into a real 3.10 node and imports the move into the quorum lines.
 
-func move(t *testing.T, opts Options) Move {
+// fixture is testdata/old-3.10.json, parsed.
+func fixture(t *testing.T) Definitions {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/old-3.10.json")
 	if err != nil {
@@ -26,7 +27,12 @@ func move(t *testing.T, opts Options) Move {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Transform(old, opts)
+	return old
+}
+
+func move(t *testing.T, opts Options) Move {
+	t.Helper()
+	return Transform(fixture(t), opts)
 }
 
 var defaultOpts = Options{VHosts: []string{"/", "orders"}, KeepClassic: []string{"orders/orders.audit"}, OwnUsers: []string{"admin"}, Plugins: []string{"rabbitmq_management", "rabbitmq_prometheus"}}
@@ -157,14 +163,7 @@ func TestTransformMover(t *testing.T) {
 // things in (a restarted old node lists them anew): the same definitions,
 // reversed, give the same document, byte for byte.
 func TestTransformIgnoresOrder(t *testing.T) {
-	raw, err := os.ReadFile("testdata/old-3.10.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := fixture(t)
 	reversed := old
 	reversed.Users, reversed.Queues, reversed.Bindings = slices.Clone(old.Users), slices.Clone(old.Queues), slices.Clone(old.Bindings)
 	reversed.Policies, reversed.Permissions = slices.Clone(old.Policies), slices.Clone(old.Permissions)
