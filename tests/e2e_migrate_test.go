@@ -110,19 +110,22 @@ func TestIntegrationE2EMigrate(t *testing.T) {
 	}
 	t.Logf("moved and consumed %d confirmed messages in %s from the start of up; %d duplicates (at-least-once shovels)", total, time.Since(start).Round(time.Second), dups)
 
+	// Each side listed once, then every queue checked.
+	out := harness.MustDocker(t, "exec", old.node(0), "rabbitmqctl", "-q", "list_queues", "name", "messages", "--formatter", "json")
+	var oldQueues []struct {
+		Name     string
+		Messages int
+	}
+	if err := json.Unmarshal([]byte(out), &oldQueues); err != nil {
+		t.Fatalf("list_queues on the old side: %v: %s", err, out)
+	}
+	typ := harness.MustDocker(t, "exec", plan.NodeNames(prefix, 0).Container, "rabbitmqctl", "-q", "list_queues", "name", "type", "--no-table-headers")
 	for _, q := range queues {
-		out := harness.MustDocker(t, "exec", old.node(0), "rabbitmqctl", "-q", "list_queues", "name", "messages", "--formatter", "json")
-		var qs []struct {
-			Name     string
-			Messages int
-		}
-		_ = json.Unmarshal([]byte(out), &qs)
-		for _, oq := range qs {
+		for _, oq := range oldQueues {
 			if oq.Name == q && oq.Messages != 0 {
 				t.Errorf("the old %s still holds %d messages", q, oq.Messages)
 			}
 		}
-		typ := harness.MustDocker(t, "exec", plan.NodeNames(prefix, 0).Container, "rabbitmqctl", "-q", "list_queues", "name", "type", "--no-table-headers")
 		if !slices.Contains(strings.Split(typ, "\n"), q+"\tquorum") {
 			t.Errorf("the new %s is not a quorum queue:\n%s", q, typ)
 		}
