@@ -259,19 +259,15 @@ func oldDepth(t *testing.T, old loneNode, vhost, queue string) int {
 	t.Helper()
 	for start := time.Now(); ; time.Sleep(time.Second) {
 		out := old.must(t, "rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages", "--formatter", "json")
-		var qs []struct {
+		type depth struct {
 			Name     string
 			Messages int
 		}
+		var qs []depth
 		if err := json.Unmarshal([]byte(out), &qs); err != nil {
 			t.Fatalf("list_queues on the old node: %v: %s", err, out)
 		}
-		i := slices.IndexFunc(qs, func(q struct {
-			Name     string
-			Messages int
-		}) bool {
-			return q.Name == queue
-		})
+		i := slices.IndexFunc(qs, func(q depth) bool { return q.Name == queue })
 		if i < 0 {
 			t.Fatalf("the old node has no queue %s/%s", vhost, queue)
 		}
