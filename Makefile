@@ -122,9 +122,12 @@ stack: $(PULUMI)
 ## test: the README's test command; CI runs it through .ci/run. The
 ## container tests run verbosely, so a long run reports each test and its
 ## measurements as it goes.
+## E2E_LINES: the lines TestIntegrationE2E and TestIntegrationE2ERolling run on (all, or
+## comma-separated names such as 4.3-quorum); the other integration tests run every line
+E2E_LINES ?= all
 test: deps lint images $(PULUMI)
 	go test -count=1 $$(go list ./... | grep -v /tests$$)
-	go test -count=1 -timeout 85m -parallel 3 -v ./tests
+	go test -count=1 -timeout 85m -parallel 3 -v ./tests -args -e2e.lines=$(E2E_LINES)
 
 ## unit: the tests that need neither Docker nor plugins
 unit:

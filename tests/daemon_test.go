@@ -198,7 +198,7 @@ func restartedSince(t *testing.T, before, after map[string]string) int {
 // past a short startTimeoutSeconds, `pulumi up` fails on that node and
 // says so; within the default, it waits for it.
 func TestIntegrationE2EDaemonRestart(t *testing.T) {
-	for _, line := range selectLines(t, *reliabilityLines) {
+	for _, line := range selectLines(t, "reliability.lines", *reliabilityLines) {
 		t.Run(line.Name, func(t *testing.T) { e2eDaemonRestart(t, line) })
 	}
 }

@@ -124,7 +124,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // the queues' members following), drift repair, idempotent previews and
 // destroy.
 func TestIntegrationE2E(t *testing.T) {
-	for _, line := range harness.Lines {
+	for _, line := range selectLines(t, "e2e.lines", *e2eLines) {
 		t.Run(line.Name, func(t *testing.T) { e2eMain(t, line) })
 	}
 }

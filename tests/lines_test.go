@@ -4,7 +4,20 @@
 // program through the Automation API).
 package tests
 
-import "testing"
+import (
+	"flag"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+)
+
+// e2eLines are the lines the end-to-end tests that go one line at a time
+// (TestIntegrationE2E, TestIntegrationE2ERolling) run on. Every line by
+// default; CI, whose 2 cores take about 7 minutes per line for each, runs
+// them on the default line (make test E2E_LINES=4.3-quorum).
+var e2eLines = flag.String("e2e.lines", "all", "lines the end-to-end tests run on: comma-separated line names, or all")
 
 // parallelLine runs a line's subtest beside the other lines' (t.Parallel),
 // for the tests whose checks are counts and states, not timings: each line
@@ -12,3 +25,27 @@ import "testing"
 // run fits its time limit. The tests that check a failover budget or a
 // stall (end to end, rolling, HAProxy) run one line at a time.
 func parallelLine(t *testing.T) { t.Parallel() }
+
+// selectLines reads a flag's list of line names ("all": every line).
+func selectLines(t *testing.T, flagName, names string) []harness.Line {
+	if names == "all" {
+		return harness.Lines
+	}
+	var out []harness.Line
+	for _, n := range strings.Split(names, ",") {
+		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == n })
+		if i < 0 {
+			t.Fatalf("-%s: %q is not a line (%s)", flagName, n, lineNames())
+		}
+		out = append(out, harness.Lines[i])
+	}
+	return out
+}
+
+func lineNames() string {
+	var n []string
+	for _, l := range harness.Lines {
+		n = append(n, l.Name)
+	}
+	return strings.Join(n, ", ")
+}

@@ -123,7 +123,7 @@ func TestIntegrationReliability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ and HAProxy containers; skipped under -short")
 	}
-	lines := selectLines(t, *reliabilityLines)
+	lines := selectLines(t, "reliability.lines", *reliabilityLines)
 	only, err := regexp.Compile(*reliabilityCases)
 	if err != nil {
 		t.Fatalf("-reliability.cases=%q: %v", *reliabilityCases, err)
@@ -144,29 +144,6 @@ func TestIntegrationReliability(t *testing.T) {
 	}
 }
 
-// selectLines reads -reliability.lines.
-func selectLines(t *testing.T, names string) []harness.Line {
-	if names == "all" {
-		return harness.Lines
-	}
-	var out []harness.Line
-	for _, n := range strings.Split(names, ",") {
-		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == n })
-		if i < 0 {
-			t.Fatalf("-reliability.lines: %q is not a line (%s)", n, lineNames())
-		}
-		out = append(out, harness.Lines[i])
-	}
-	return out
-}
-
-func lineNames() string {
-	var n []string
-	for _, l := range harness.Lines {
-		n = append(n, l.Name)
-	}
-	return strings.Join(n, ", ")
-}
 
 func reliability(t *testing.T, line harness.Line, only *regexp.Regexp) {
 	harness.RequireImages(t, line.Image, line.HAProxy)

@@ -33,7 +33,8 @@ const failoverBudget = 5 * time.Second
 // RabbitMQ's upgrade matrix (the next line's image, or for the newest line
 // the previous one, a downgrade) is refused before anything changes.
 func TestIntegrationE2ERolling(t *testing.T) {
-	for i, line := range harness.Lines {
+	for _, line := range selectLines(t, "e2e.lines", *e2eLines) {
+		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == line.Name })
 		refused := harness.Lines[(i+1)%len(harness.Lines)]
 		if i == len(harness.Lines)-1 {
 			refused = harness.Lines[i-1]
