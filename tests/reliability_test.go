@@ -144,7 +144,6 @@ func TestIntegrationReliability(t *testing.T) {
 	}
 }
 
-
 func reliability(t *testing.T, line harness.Line, only *regexp.Regexp) {
 	harness.RequireImages(t, line.Image, line.HAProxy)
 	cfg := line.Config(t, "rmqha-it-faults", 240, 50300, map[string]string{config.KeyDiskFreeLimitMB: strconv.Itoa(diskLimitMB)})
