@@ -230,7 +230,7 @@ func TestNodeInputs(t *testing.T) {
 			t.Errorf("node %d command = %v", i, cmd)
 		}
 		conf, _, secret := upload(t, c, render.RabbitMQConfPath)
-		if secret || !strings.Contains(conf, "total_memory_available_override_value = 536870912") {
+		if secret || !strings.Contains(conf, "total_memory_available_override_value = 429496730") {
 			t.Errorf("node %d rabbitmq.conf (secret %v):\n%s", i, secret, conf)
 		}
 		if (i > 0) != strings.Contains(conf, "classic_config.nodes.1 = rabbit@rabbitmq-ha-dev-node-0") {

@@ -99,7 +99,7 @@ var Keys = []Key{
 	{KeyManagementPort, "integer", "55672", false, "Host port of the management UI/API, balanced over the nodes by HAProxy."},
 	{KeyNodeAMQPPortBase, "integer", "56720", false, "Host port of node 0's direct AMQP listener; node i gets this plus i."},
 	{KeyMetricsPortBase, "integer", "56780", false, "Host port of node 0's Prometheus endpoint (rabbitmq_prometheus, :15692 in the container); node i gets this plus i."},
-	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). RabbitMQ's memory watermark is computed from it."},
+	{KeyMemoryLimitMB, "integer", "512", false, "Memory limit of each node container, in MiB (at least 256). The memory alarm rises at 0.48 of it: 0.6 of the limit less a fifth kept for the Erlang VM."},
 	{KeyDiskFreeLimitMB, "integer", "0", false, "Free disk space, in MB, below which a node raises its disk alarm and blocks every publisher in the cluster (RabbitMQ's disk_free_limit), at least 50. 0: the node's memory limit, the least RabbitMQ's production checklist advises."},
 	{KeyNetTicktime, "integer", strconv.Itoa(DefaultNetTicktime), false, "Erlang's net_ticktime, in seconds (5 to 120): a node cut off from the others is seen as down after 0.75 to 1.25 times this. Erlang's default, 60, leaves a 30 s partition unseen: pause_minority never pauses, and a queue leader on the cut-off node keeps its clients waiting."},
 	{KeyStartTimeout, "integer", strconv.Itoa(DefaultStartTimeout), false, "How long, in seconds (30 to 3600), `pulumi up` waits for each new or replaced container, a node or HAProxy, to be healthy, and a rolling replacement for each node; past it, up fails and names the container. A late node is still joined when it comes."},

@@ -38,13 +38,28 @@ type RabbitMQData struct {
 	NetTicktime int
 }
 
-// MemoryHighWatermark is the share of the container's memory limit at
-// which a node raises its memory alarm and blocks publishers.
+// MemoryHighWatermark is the share of the memory RabbitMQ is told it has
+// (MemoryAvailableBytes) at which a node raises its memory alarm and
+// blocks publishers.
 const MemoryHighWatermark = 0.6
 
-// MemoryWatermarkBytes is the memory alarm's threshold for a limit, as
-// RabbitMQ computes it from the rendered settings.
-func MemoryWatermarkBytes(limit int64) int64 { return int64(float64(limit) * MemoryHighWatermark) }
+// MemoryAvailableBytes is the memory a node is told it has: its container's
+// limit less the Erlang VM's headroom, a fifth of the limit or 2 GiB,
+// whichever is less, as the RabbitMQ cluster operator does. The watermark
+// only throttles publishers; a node goes on using memory past it while it
+// delivers a backlog or deletes a queue, and with the watermark at 0.6 of
+// the whole limit a 4.0 node was OOM-killed at 499 MB of its 512 MB
+// (docs/RELIABILITY.md, the memory case).
+func MemoryAvailableBytes(limit int64) int64 {
+	const maxHeadroom = 2 << 30
+	return limit - min(limit/5, maxHeadroom)
+}
+
+// MemoryWatermarkBytes is the memory alarm's threshold for a container
+// limit, as RabbitMQ computes it from the rendered settings.
+func MemoryWatermarkBytes(limit int64) int64 {
+	return int64(float64(MemoryAvailableBytes(limit)) * MemoryHighWatermark)
+}
 
 // WALMaxSizeBytes is the size at which Ra's write-ahead log (quorum queues,
 // Khepri) flushes to segment files: a quarter of the memory limit. Until it
@@ -60,9 +75,9 @@ func RabbitMQConf(d RabbitMQData) (string, error) {
 		Header                                   string
 		AMQPPort, ManagementPort, PrometheusPort int
 		Watermark                                float64
-		WALMaxSizeBytes                          int64
+		MemoryAvailableBytes, WALMaxSizeBytes    int64
 	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort,
-		Watermark: MemoryHighWatermark, WALMaxSizeBytes: WALMaxSizeBytes(d.MemoryLimitBytes)})
+		Watermark: MemoryHighWatermark, MemoryAvailableBytes: MemoryAvailableBytes(d.MemoryLimitBytes), WALMaxSizeBytes: WALMaxSizeBytes(d.MemoryLimitBytes)})
 }
 
 // SecretsData is what the secrets conf file is rendered from.

@@ -124,7 +124,7 @@ func TestRabbitMQConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, seed, Header, "listeners.tcp.default = 5672", "cluster_partition_handling = pause_minority",
-		"total_memory_available_override_value = 536870912", "loopback_users.guest = true", "net_ticktime = 15", "disk_free_limit.absolute = 512MB",
+		"total_memory_available_override_value = 429496730", "loopback_users.guest = true", "net_ticktime = 15", "disk_free_limit.absolute = 512MB",
 		"vm_memory_high_watermark.relative = 0.6", "raft.wal_max_size_bytes = 134217728")
 	mustNotContain(t, seed, "cluster_formation", "default_queue_type")
 
@@ -138,6 +138,25 @@ func TestRabbitMQConf(t *testing.T) {
 		"cluster_formation.node_type = ram", "cluster_formation.discovery_retry_limit = 120")
 	// Khepri (4.3): no partition-handling strategy to set.
 	mustNotContain(t, other, "cluster_partition_handling")
+}
+
+// The memory RabbitMQ is told it has keeps the cluster operator's headroom
+// for the Erlang VM: a fifth of the limit, at most 2 GiB.
+func TestMemoryAvailableBytes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ limit, available, watermark int64 }{
+		{512 << 20, 429496730, 257698038},
+		{1 << 30, 858993460, 515396076},
+		{10 << 30, 8 << 30, 5153960755},
+		{16 << 30, 14 << 30, 9019431321},
+	} {
+		if got := MemoryAvailableBytes(c.limit); got != c.available {
+			t.Errorf("MemoryAvailableBytes(%d) = %d, want %d", c.limit, got, c.available)
+		}
+		if got := MemoryWatermarkBytes(c.limit); got != c.watermark {
+			t.Errorf("MemoryWatermarkBytes(%d) = %d, want %d", c.limit, got, c.watermark)
+		}
+	}
 }
 
 func TestSecretsConf(t *testing.T) {
