@@ -157,9 +157,10 @@ const (
 // drains the queue, and the alarm must be clear and publishing resumed.
 // The filler's confirmed messages are counted by ID, as the load's are.
 //
-// A line that keeps the backlog off the heap (4.0: quorum queues keep
-// their bodies on disk, and the WAL flushes at a quarter of the limit)
-// fills node 2's small disk first. There the case proves the memory use
+// A line that keeps the backlog off the heap can fill node 2's small disk
+// first: 4.0 did, with the watermark at 0.6 of the whole limit (quorum
+// queues keep their bodies on disk, and the WAL flushes at a quarter of
+// the limit); at 0.48 it trips on memory. There the case proves the memory use
 // stayed under the watermark, drains the backlog, and trips the alarm the
 // way upstream documents for a test: the watermark lowered at runtime
 // (set_vm_memory_high_watermark) below what node 0 uses, then restored.
