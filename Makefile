@@ -150,7 +150,7 @@ bench-migration: images $(PULUMI)
 ## reliability: the fault matrix (partitions, HAProxy killed and restarted) on every line (LINES=all or names); writes docs/RELIABILITY.md. make test runs it on the default line
 RELIABILITY_LINES ?= all
 reliability: images
-	go test -count=1 -timeout 60m -v -run TestIntegrationReliability ./tests \
+	go test -count=1 -timeout 90m -v -run TestIntegrationReliability ./tests \
 		-args -reliability.lines=$(RELIABILITY_LINES) -reliability.report=$(CURDIR)/docs/RELIABILITY.md
 
 ci:
