@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
 	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
 	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
@@ -66,19 +68,28 @@ func TestIntegrationE2EMigrate(t *testing.T) {
 	producer := harness.StartPacedPublisher(old.amqp, "orders", 5*time.Millisecond)
 	producer.WaitConfirmed(t, 100, 30*time.Second)
 
-	// While the shovels run, the old cluster loses a node and gets it back.
+	// While the shovels run, the old cluster loses a node and gets it back:
+	// killed the moment the move has begun, when a queue nobody else reads
+	// (invoices) holds fewer ready messages than were published to it.
 	var killed sync.WaitGroup
 	killed.Add(1)
+	published := len(ids["invoices"])
 	go func() {
 		defer killed.Done()
-		newNode0 := plan.NodeNames(prefix, 0).Container
-		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(200 * time.Millisecond) {
-			if out, _ := harness.Docker(context.Background(), nil, "exec", newNode0, "rabbitmqctl", "-q", "list_parameters", "--no-table-headers"); strings.Contains(out, "shovel") {
+		watch, err := amqp.Dial(old.amqp)
+		if err != nil {
+			t.Errorf("the kill's watch: %v", err)
+			return
+		}
+		defer watch.Close()
+		ready := -1
+		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(20 * time.Millisecond) {
+			if ready = readyIn(watch, "invoices"); ready >= 0 && ready < published {
 				break
 			}
 		}
 		_, _ = harness.Docker(context.Background(), nil, "kill", old.node(1))
-		t.Logf("killed the old %s while the shovels ran", old.node(1))
+		t.Logf("killed the old %s while the shovels ran: invoices had %d of its %d messages ready", old.node(1), ready, published)
 		time.Sleep(10 * time.Second)
 		_, _ = harness.Docker(context.Background(), nil, "start", old.node(1))
 	}()
@@ -143,6 +154,20 @@ func TestIntegrationE2EMigrate(t *testing.T) {
 		t.Errorf("parameters left after migrateFrom was removed:\n%s", out)
 	}
 	s.expectNoChanges(t)
+}
+
+// readyIn is a queue's ready messages, read by a passive declare, or -1.
+func readyIn(conn *amqp.Connection, queue string) int {
+	ch, err := conn.Channel()
+	if err != nil {
+		return -1
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return -1
+	}
+	return q.Messages
 }
 
 // oldLeft lists the moved queues that still hold messages on the old side,
