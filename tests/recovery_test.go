@@ -131,7 +131,7 @@ func mnesiaForceBoot(t *testing.T, cfg *config.Config, line harness.Line) {
 		harness.MustDocker(t, args...)
 		t.Logf("%s: %s", what, time.Since(at).Round(100*time.Millisecond))
 	}
-	step("docker stop", "stop", node(1))
+	step("docker kill", "kill", node(1))
 	step("force_boot", "run", "--rm", "--user", "rabbitmq", "--hostname", node(1),
 		"-v", plan.NodeNames(cfg.Prefix, 1).Volume+":/var/lib/rabbitmq", "--entrypoint", "rabbitmqctl",
 		line.Image, "force_boot")
