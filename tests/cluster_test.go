@@ -45,7 +45,7 @@ func startNodes(t *testing.T, cfg *config.Config, image string, edit func(*plan.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			harness.WaitHealthy(t, spec.Name, 3*time.Minute)
+			harness.WaitHealthy(t, spec.Name, harness.StartTimeout)
 		}()
 	}
 	wg.Wait()
@@ -55,7 +55,7 @@ func runNode(t *testing.T, cfg *config.Config, i int, image string) {
 	t.Helper()
 	spec := harness.Plan(t, cfg).Nodes[i].Spec
 	harness.RunSpec(t, spec, image, cfg.Prefix)
-	harness.WaitHealthy(t, spec.Name, 3*time.Minute)
+	harness.WaitHealthy(t, spec.Name, harness.StartTimeout)
 }
 
 // TestIntegrationClusterLifecycle forms a 3-node cluster from the stack's
@@ -125,7 +125,7 @@ func clusterLifecycle(t *testing.T, line harness.Line) {
 
 	// 1. docker restart keeps the node's data and does not join again.
 	harness.MustDocker(t, "restart", node(1))
-	harness.WaitHealthy(t, node(1), 3*time.Minute)
+	harness.WaitHealthy(t, node(1), harness.StartTimeout)
 	logs := harness.Logs(t, node(1))
 	restarted := sinceLastStop(logs)
 	if strings.Count(restarted, "starting RabbitMQ with its existing data") != 1 || strings.Contains(restarted, "joining") {
@@ -201,7 +201,7 @@ func stopTogether(t *testing.T, cfg *config.Config, admin func(int) string, queu
 	}
 	eachAtOnce(t, "start", names)
 	for _, name := range names {
-		harness.WaitHealthy(t, name, 3*time.Minute)
+		harness.WaitHealthy(t, name, harness.StartTimeout)
 	}
 	harness.WaitRunning(t, names[0], cfg.Nodes, 2*time.Minute)
 	expectDepth(t, admin(0), queue, n)
@@ -249,7 +249,7 @@ func testDrain(t *testing.T, cfg *config.Config, line harness.Line, i int, admin
 	expectDepth(t, admin((i+1)%cfg.Nodes), queue, n)
 
 	harness.MustDocker(t, "restart", name)
-	harness.WaitHealthy(t, name, 3*time.Minute)
+	harness.WaitHealthy(t, name, harness.StartTimeout)
 	conn := harness.Dial(t, admin(i), nil, 30*time.Second)
 	conn.Close()
 	harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, time.Minute)

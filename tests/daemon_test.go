@@ -218,7 +218,7 @@ func e2eDaemonRestart(t *testing.T, line harness.Line) {
 	before := containerStarts(t, prefix)
 	t.Log(host.restartDaemon(t))
 	for name := range before {
-		harness.WaitHealthy(t, name, 3*time.Minute)
+		harness.WaitHealthy(t, name, harness.StartTimeout)
 	}
 	harness.WaitRunning(t, nodes, 3, 2*time.Minute)
 	restartedSince(t, before, containerStarts(t, prefix))

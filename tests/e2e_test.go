@@ -231,7 +231,7 @@ func e2eMain(t *testing.T, line harness.Line) {
 			}
 		}
 		harness.MustDocker(t, "start", victim)
-		harness.WaitHealthy(t, victim, 3*time.Minute)
+		harness.WaitHealthy(t, victim, harness.StartTimeout)
 		harness.WaitRunning(t, plan.NodeNames(prefix, 2).Container, 3, 2*time.Minute)
 		if logs := harness.LastBoot(harness.Logs(t, victim)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s joined again after a restart (a reset):\n%s", victim, logs)
@@ -251,7 +251,7 @@ func e2eMain(t *testing.T, line harness.Line) {
 	harness.MustDocker(t, append([]string{"stop"}, nodeNames...)...)
 	harness.MustDocker(t, append([]string{"start"}, nodeNames...)...)
 	for _, n := range nodeNames {
-		harness.WaitHealthy(t, n, 5*time.Minute)
+		harness.WaitHealthy(t, n, harness.StartTimeout)
 	}
 	harness.WaitRunning(t, nodeNames[0], 3, 2*time.Minute)
 	expectDepth(t, admin, queue, n)
@@ -321,7 +321,7 @@ func e2eMain(t *testing.T, line harness.Line) {
 			t.Fatalf("refresh after docker %s %s: %v", drift.how, drift.node, err)
 		}
 		s.up(t)
-		harness.WaitHealthy(t, drift.node, 3*time.Minute)
+		harness.WaitHealthy(t, drift.node, harness.StartTimeout)
 		if logs := harness.LastBoot(harness.Logs(t, drift.node)); !strings.Contains(logs, "existing data") || strings.Contains(logs, "joining") {
 			t.Errorf("%s after docker %s, refresh and up, want its existing data and no join:\n%s", drift.node, drift.how, logs)
 		}

@@ -168,7 +168,7 @@ func haproxyInFront(t *testing.T, line harness.Line) {
 	// after a `docker rm`. Node 1 comes back first: with two of three nodes
 	// down, pause_minority would pause the last one.
 	harness.MustDocker(t, "start", plan.NodeNames(cfg.Prefix, 1).Container)
-	harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, 1).Container, 3*time.Minute)
+	harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, 1).Container, harness.StartTimeout)
 	for serverStates(t, e.Stats, cfg.StatsUser)[plan.NodeNames(cfg.Prefix, 1).Container] != "UP" {
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -71,8 +71,8 @@ func forceBoot(t *testing.T, line harness.Line) {
 		// Started together, they serve with no force_boot (there is none).
 		start := time.Now()
 		harness.MustDocker(t, "start", node(1), node(2))
-		harness.WaitHealthy(t, node(1), 3*time.Minute)
-		harness.WaitHealthy(t, node(2), 3*time.Minute)
+		harness.WaitHealthy(t, node(1), harness.StartTimeout)
+		harness.WaitHealthy(t, node(2), harness.StartTimeout)
 		t.Logf("Khepri: the 2 survivors healthy %s after docker start, with no force_boot", time.Since(start).Round(100*time.Millisecond))
 	} else {
 		mnesiaForceBoot(t, cfg, line)
@@ -136,9 +136,9 @@ func mnesiaForceBoot(t *testing.T, cfg *config.Config, line harness.Line) {
 		"-v", plan.NodeNames(cfg.Prefix, 1).Volume+":/var/lib/rabbitmq", "--entrypoint", "rabbitmqctl",
 		line.Image, "force_boot")
 	step("docker start", "start", node(1))
-	harness.WaitHealthy(t, node(1), 2*time.Minute)
+	harness.WaitHealthy(t, node(1), harness.StartTimeout)
 	t.Logf("force_boot: node 1 healthy %s after the runbook's commands began", time.Since(start).Round(100*time.Millisecond))
 
 	harness.MustDocker(t, "start", node(2))
-	harness.WaitHealthy(t, node(2), 2*time.Minute)
+	harness.WaitHealthy(t, node(2), harness.StartTimeout)
 }

@@ -110,7 +110,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 					restartNodes(t, cfg, sequence, order.together)
 					restarted := time.Since(start)
 					for i := range cfg.Nodes {
-						harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, i).Container, 3*time.Minute)
+						harness.WaitHealthy(t, plan.NodeNames(cfg.Prefix, i).Container, harness.StartTimeout)
 					}
 					harness.WaitRunning(t, plan.NodeNames(cfg.Prefix, 0).Container, cfg.Nodes, 2*time.Minute)
 					healthy := time.Since(start)
