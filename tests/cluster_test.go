@@ -67,6 +67,7 @@ func TestIntegrationClusterLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
+	parallelTest(t)
 	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) { parallelLine(t); clusterLifecycle(t, line) })
 	}

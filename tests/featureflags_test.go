@@ -21,6 +21,7 @@ func TestIntegrationFeatureFlags(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
+	parallelTest(t)
 	for _, line := range harness.Lines {
 		t.Run(line.Name, func(t *testing.T) {
 			parallelLine(t)

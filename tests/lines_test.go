@@ -26,6 +26,14 @@ var e2eLines = flag.String("e2e.lines", "all", "lines the end-to-end tests run o
 // stall (end to end, rolling, HAProxy) run one line at a time.
 func parallelLine(t *testing.T) { t.Parallel() }
 
+// parallelTest marks such a test itself parallel: it runs after the
+// sequential tests (the timings, and the Docker-host tests that point
+// DOCKER_HOST elsewhere, which nothing may run beside), together with the
+// others like it. -parallel still bounds how many lines run at once; the
+// slots a test's quicker lines free go to the next test's lines instead of
+// waiting for its slowest one.
+func parallelTest(t *testing.T) { t.Parallel() }
+
 // selectLines reads a flag's list of line names ("all": every line).
 func selectLines(t *testing.T, flagName, names string) []harness.Line {
 	if names == "all" {

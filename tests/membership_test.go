@@ -36,6 +36,7 @@ func TestIntegrationQuorumMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
+	parallelTest(t)
 	for _, line := range harness.Lines {
 		if line.HAMode != config.HAModeQuorum {
 			continue

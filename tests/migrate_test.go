@@ -43,6 +43,7 @@ func TestIntegrationMigrate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
+	parallelTest(t)
 	harness.RequireImages(t, harness.RabbitMQ3Image)
 	old := startOldCluster(t)
 	for _, line := range harness.Lines {

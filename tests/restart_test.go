@@ -75,6 +75,7 @@ func TestIntegrationRestartOrders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs RabbitMQ containers; skipped under -short")
 	}
+	parallelTest(t)
 	runs := restartRuns(t)
 	const messages = 500
 	for _, line := range harness.Lines {
