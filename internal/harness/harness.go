@@ -224,14 +224,16 @@ func ConnectArgs(s plan.ContainerSpec) [][]string {
 }
 
 // RunJob runs a one-shot spec (a job) to its end, as the provider does
-// with attach, fails the test if it exits non-zero, and removes it.
+// with attach, fails the test if it exits non-zero, and removes it with
+// the anonymous volume its image's VOLUME made (the provider's
+// removeVolumes; without -v each job left a 12 KB data directory).
 func RunJob(t testing.TB, s plan.ContainerSpec, image, network string) {
 	t.Helper()
 	RunSpec(t, s, image, network)
 	if code := MustDocker(t, "wait", s.Name); code != "0" {
 		t.Fatalf("%s exited with %s:\n%s", s.Name, code, Logs(t, s.Name))
 	}
-	MustDocker(t, "rm", s.Name)
+	MustDocker(t, "rm", "-v", s.Name)
 }
 
 // Upload packs files with their modes, owned by root, as the provider
