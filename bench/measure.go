@@ -167,12 +167,7 @@ func queueDepth(url, queue string) (int, error) {
 		return 0, err
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	return q.Messages, err
+	return harness.ReadyMessages(conn, queue)
 }
 
 // throughput is one throughput measurement.

@@ -28,12 +28,11 @@ import (
 // change. Then migrateFrom is removed (the cut-over's last step) and the
 // shovels go.
 func TestIntegrationE2EMigrate(t *testing.T) {
-	var line43 harness.Line
-	for _, l := range harness.Lines {
-		if l.Name == "4.3-quorum" {
-			line43 = l
-		}
+	i := lineIndex("4.3-quorum")
+	if i < 0 {
+		t.Fatalf("no 4.3-quorum line to move to (%s)", lineNames())
 	}
+	line43 := harness.Lines[i]
 	oldLine := harness.Lines[0]
 	oldCfg := oldLine.Config(t, "rmqha-e2e-migrate-old", 243, 51400, nil)
 	oldHAProxy := harness.Plan(t, oldCfg).HAProxy.Spec.Name
@@ -84,7 +83,8 @@ func TestIntegrationE2EMigrate(t *testing.T) {
 		defer watch.Close()
 		ready := -1
 		for start := time.Now(); time.Since(start) < 5*time.Minute; time.Sleep(20 * time.Millisecond) {
-			if ready = readyIn(watch, "invoices"); ready >= 0 && ready < published {
+			if n, err := harness.ReadyMessages(watch, "invoices"); err == nil && n < published {
+				ready = n
 				break
 			}
 		}
@@ -154,20 +154,6 @@ func TestIntegrationE2EMigrate(t *testing.T) {
 		t.Errorf("parameters left after migrateFrom was removed:\n%s", out)
 	}
 	s.expectNoChanges(t)
-}
-
-// readyIn is a queue's ready messages, read by a passive declare, or -1.
-func readyIn(conn *amqp.Connection, queue string) int {
-	ch, err := conn.Channel()
-	if err != nil {
-		return -1
-	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Messages
 }
 
 // oldLeft lists the moved queues that still hold messages on the old side,

@@ -41,13 +41,18 @@ func selectLines(t *testing.T, flagName, names string) []harness.Line {
 	}
 	var out []harness.Line
 	for _, n := range strings.Split(names, ",") {
-		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == n })
+		i := lineIndex(n)
 		if i < 0 {
 			t.Fatalf("-%s: %q is not a line (%s)", flagName, n, lineNames())
 		}
 		out = append(out, harness.Lines[i])
 	}
 	return out
+}
+
+// lineIndex is the index of the line named name in harness.Lines, or -1.
+func lineIndex(name string) int {
+	return slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == name })
 }
 
 func lineNames() string {

@@ -34,7 +34,7 @@ const failoverBudget = 5 * time.Second
 // the previous one, a downgrade) is refused before anything changes.
 func TestIntegrationE2ERolling(t *testing.T) {
 	for _, line := range selectLines(t, "e2e.lines", *e2eLines) {
-		i := slices.IndexFunc(harness.Lines, func(l harness.Line) bool { return l.Name == line.Name })
+		i := lineIndex(line.Name)
 		refused := harness.Lines[(i+1)%len(harness.Lines)]
 		if i == len(harness.Lines)-1 {
 			refused = harness.Lines[i-1]

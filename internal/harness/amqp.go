@@ -113,16 +113,24 @@ func PublishConfirmed(t testing.TB, conn *amqp.Connection, queue string, n int, 
 // QueueDepth returns the number of ready messages in a queue.
 func QueueDepth(t testing.TB, conn *amqp.Connection, queue string) int {
 	t.Helper()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	n, err := ReadyMessages(conn, queue)
 	if err != nil {
 		t.Fatalf("inspect %s: %v", queue, err)
 	}
-	return q.Messages
+	return n
+}
+
+// ReadyMessages reads a queue's ready messages by a passive declare on a
+// channel of its own, for callers that may not fail a test (a goroutine, a
+// bench).
+func ReadyMessages(conn *amqp.Connection, queue string) (int, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	return q.Messages, err
 }
 
 // Drain consumes every ready message of a queue, acking each, and returns the count.

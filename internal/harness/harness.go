@@ -306,7 +306,7 @@ func RelabelImage(t testing.TB, image, tag string) string {
 // stack's own default (startTimeoutSeconds), which `pulumi up` waits for
 // each node. A slow host (CI's ran parts of the suite 2.5-3.6 times slower
 // than this one) took more than the 3 minutes once given here.
-var StartTimeout = time.Duration(config.DefaultStartTimeout) * time.Second
+const StartTimeout = time.Duration(config.DefaultStartTimeout) * time.Second
 
 // WaitHealthy waits until a container's healthcheck passes.
 func WaitHealthy(t testing.TB, name string, timeout time.Duration) time.Duration {
