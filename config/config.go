@@ -26,6 +26,22 @@ const (
 	HAModeQuorum = "quorum"
 )
 
+// Platforms: where the stack runs.
+const (
+	// PlatformDocker is one Docker host: a bridge network and containers.
+	PlatformDocker = "docker"
+	// PlatformSwarm is a Docker Swarm: an overlay network and services.
+	PlatformSwarm = "swarm"
+)
+
+// HAProxy publish modes on Swarm.
+const (
+	// PublishHost publishes on the ports of each host that runs HAProxy.
+	PublishHost = "host"
+	// PublishIngress publishes through Swarm's routing mesh.
+	PublishIngress = "ingress"
+)
+
 // Node types, as in `rabbitmqctl join_cluster [--ram]`.
 const (
 	NodeDisc = "disc"
@@ -107,6 +123,11 @@ type Config struct {
 	// TLS configures the generated CA and server certificate.
 	TLS TLS
 
+	// Platform is PlatformDocker or PlatformSwarm.
+	Platform string
+	// Swarm places the nodes on a Swarm (PlatformSwarm only).
+	Swarm Swarm
+
 	// Secrets holds the secret values, in plain text for validation only;
 	// components wrap each in pulumi.ToSecret before use.
 	Secrets Secrets
@@ -126,6 +147,21 @@ func (p Ports) NodeAMQP(i int) int { return p.NodeAMQPBase + i }
 
 // Metrics returns node i's Prometheus host port.
 func (p Ports) Metrics(i int) int { return p.MetricsBase + i }
+
+// Swarm is where a Swarm stack's containers run.
+type Swarm struct {
+	// Nodes holds each RabbitMQ node's Swarm node: a hostname, or
+	// label=value; always Nodes long after Load on PlatformSwarm.
+	Nodes []string
+	// AllowColocation allows two RabbitMQ nodes on one Swarm node.
+	AllowColocation bool
+	// PublishMode is how HAProxy publishes its ports: PublishHost or
+	// PublishIngress.
+	PublishMode string
+}
+
+// IsSwarm reports whether the stack runs on a Docker Swarm.
+func (c *Config) IsSwarm() bool { return c.Platform == PlatformSwarm }
 
 // TLS configures the PKI.
 type TLS struct {

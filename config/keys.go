@@ -56,6 +56,10 @@ const (
 	KeyTLSEarlyRenewal  = "tlsEarlyRenewalHours"
 	KeyTLSClientCACert  = "tlsClientCaCert"
 	KeyMigrateFrom      = "migrateFrom"
+	KeyPlatform         = "platform"
+	KeySwarmNodes       = "swarmNodes"
+	KeySwarmColocate    = "swarmAllowColocation"
+	KeyHAProxyPublish   = "haproxyPublishMode"
 	KeyErlangCookie     = "erlangCookie"
 	KeyAdminPassword    = "adminPassword"
 	KeyStatsPassword    = "statsPassword"
@@ -118,6 +122,10 @@ var Keys = []Key{
 	{KeyTLSEarlyRenewal, "integer", "720", false, "Hours before expiry at which `pulumi up` renews the server certificate."},
 	{KeyTLSClientCACert, "string", "", false, "Mutual TLS: PEM of the CA certificate(s) whose client certificates HAProxy's AMQPS port requires. Empty: no client certificate is asked for."},
 	{KeyMigrateFrom, "object", "", false, "Blue-green move from an old cluster (3.x, classic mirrored queues): {managementUrl, amqpUrl, user, password, vhosts, keepClassic, network}. The stack imports the old vhosts' definitions (queues become quorum queues, except keepClassic's \"vhost/queue\" entries) and shovels every moved queue's messages here, acknowledged on confirm; network, where set, is a Docker network of the old cluster that the nodes join. Set with --secret --path, e.g. migrateFrom.password. Remove it after the cut-over: the shovels go with it. See the RUNBOOK."},
+	{KeyPlatform, "string", PlatformDocker, false, "Where the stack runs: docker (one Docker host: a bridge network and containers) or swarm (a Docker Swarm of several hosts: an overlay network and one service per node, placed by swarmNodes; the docker provider's docker:host names the manager). See the README, More than one host."},
+	{KeySwarmNodes, "array", "[]", false, "platform swarm: the Swarm node each RabbitMQ node runs on, by index, one entry per node: a hostname (node.hostname==h) or label=value (node.labels.label==value). A node's data volume lives on that host, so the entry pins it there. Two RabbitMQ nodes on one Swarm node are refused unless swarmAllowColocation."},
+	{KeySwarmColocate, "boolean", "false", false, "platform swarm: allow two RabbitMQ nodes on one Swarm node. Losing that host then loses both, and a 3-node cluster its majority."},
+	{KeyHAProxyPublish, "string", PublishHost, false, "platform swarm: how HAProxy, which runs on every Swarm node, publishes its ports: host (each host's own ports, the default) or ingress (Swarm's routing mesh)."},
 	{KeyErlangCookie, "string", "", true, "Required secret. Shared Erlang cookie: 20 to 255 letters and digits."},
 	{KeyAdminPassword, "string", "", true, "Required secret. Password of adminUser (at least 12 characters)."},
 	{KeyStatsPassword, "string", "", true, "Required secret. Password of the HAProxy stats page (at least 12 characters)."},

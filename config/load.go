@@ -89,6 +89,12 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 			EarlyRenewalHours: p.integer(KeyTLSEarlyRenewal),
 			ClientCACert:      pemText(p.str(KeyTLSClientCACert)),
 		},
+		Platform: p.str(KeyPlatform),
+		Swarm: Swarm{
+			Nodes:           p.list(KeySwarmNodes),
+			AllowColocation: p.boolean(KeySwarmColocate),
+			PublishMode:     p.str(KeyHAProxyPublish),
+		},
 		Secrets: Secrets{
 			ErlangCookie:  p.secret(KeyErlangCookie),
 			AdminPassword: p.secret(KeyAdminPassword),
@@ -109,6 +115,15 @@ func Load(src Source, project, stack string) (*Config, []string, error) {
 	c.HostIP = p.addr(KeyHostIP)
 	for i, s := range p.list(KeyNodeIPs) {
 		c.NodeIPs = append(c.NodeIPs, p.parseAddr(fmt.Sprintf("%s[%d]", KeyNodeIPs, i), s))
+	}
+	if c.IsSwarm() {
+		// Swarm gives tasks their addresses: a static one set here would
+		// silently mean nothing.
+		for _, key := range []string{KeyNodeIPs, KeyHAProxyIP} {
+			if raw := p.raw(key); raw != "" && raw != "[]" {
+				p.fail(key, strconv.Quote(raw), "cannot be set with platform swarm: Swarm assigns the tasks' addresses on the overlay network; remove it")
+			}
+		}
 	}
 	warnings := applyDefaults(c, project, stack)
 	// Every problem at once: the parse errors, and the rule errors of keys

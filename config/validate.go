@@ -134,6 +134,7 @@ func (c *Config) validate() []*FieldError {
 
 	c.validateUsers(&v)
 	c.validateMigrateFrom(&v)
+	c.validatePlatform(&v)
 	c.validateTLS(&v)
 	c.validateSecrets(&v)
 	return v.errs
