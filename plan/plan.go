@@ -259,11 +259,11 @@ func pluginsOf(cfg *config.Config) string {
 // the bundle the key.
 func haproxy(cfg *config.Config, nodes []Node) (HAProxy, error) {
 	clientCA := cfg.TLS.ClientCACert
-	script, err := render.HAProxyScript(false)
+	script, err := render.HAProxyScript(false, false)
 	if err != nil {
 		return HAProxy{}, err
 	}
-	jobScript, err := render.HAProxyScript(clientCA != "")
+	jobScript, err := render.HAProxyScript(clientCA != "", false)
 	if err != nil {
 		return HAProxy{}, err
 	}

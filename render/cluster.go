@@ -49,6 +49,9 @@ type ClusterData struct {
 	// PartitionWatch runs the partition watch: on the lines whose metadata
 	// store is Mnesia, where a partition can outlast its cause.
 	PartitionWatch bool
+	// DistTLS: the nodes speak the Erlang distribution over TLS (Swarm),
+	// so the script asks nodes through rabbitmqctl, not erl_call.
+	DistTLS bool
 }
 
 // ClusterScript renders cluster.sh.

@@ -36,6 +36,11 @@ type HAProxyData struct {
 	// digest is in haproxy.cfg, so a new bundle changes the file HAProxy
 	// watches, and it reloads.
 	ClientCADigest string
+	// Swarm: the nodes have no static IPs, and sit on other hosts. HAProxy
+	// finds them by name through Docker's DNS (resolvers), and reaches them
+	// over TLS (AMQPS, management over TLS), verifying their certificate
+	// against the stack's CA and their hostname.
+	Swarm bool
 }
 
 // Digest is the digest ClientCADigest holds for a bundle.
@@ -47,7 +52,7 @@ func Digest(bundle string) string {
 // Backend is one RabbitMQ node as HAProxy sees it.
 type Backend struct {
 	Name string // the node's container name
-	IP   string // the node's static IP: no DNS lookup stands between a check and a node
+	IP   string // the node's static IP: no DNS lookup stands between a check and a node (empty on Swarm)
 }
 
 // HAProxyConfig renders haproxy.cfg.
@@ -57,13 +62,13 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 	}
 	return execute(haproxyTemplate, struct {
 		HAProxyData
-		Header                                         string
-		AMQPPort, AMQPSPort, ManagementPort, StatsPort int
-		CertPath, ClientCAPath                         string
+		Header                                                            string
+		AMQPPort, AMQPSPort, ManagementPort, ManagementTLSPort, StatsPort int
+		CertPath, ClientCAPath, NodeCAPath                                string
 	}{
 		HAProxyData: d, Header: Header,
-		AMQPPort: AMQPPort, AMQPSPort: AMQPSPort, ManagementPort: ManagementPort, StatsPort: StatsPort,
-		CertPath: HAProxyCertPath, ClientCAPath: HAProxyClientCAPath,
+		AMQPPort: AMQPPort, AMQPSPort: AMQPSPort, ManagementPort: ManagementPort, ManagementTLSPort: ManagementTLSPort, StatsPort: StatsPort,
+		CertPath: HAProxyCertPath, ClientCAPath: HAProxyClientCAPath, NodeCAPath: HAProxyNodeCAPath,
 	})
 }
 
@@ -73,21 +78,28 @@ func HAProxyConfig(d HAProxyData) (string, error) {
 // HAProxy's own copy never has it (a new haproxy.cfg, which names the
 // bundle's digest, makes it reload), so turning mutual TLS on or off never
 // re-creates HAProxy.
-func HAProxyScript(clientCA bool) (string, error) {
+// nodeCA is for Swarm's copy: it installs the CA the nodes' certificates
+// chain to as well.
+func HAProxyScript(clientCA, nodeCA bool) (string, error) {
 	return execute(haproxyScriptTemplate, struct {
-		Header, Dir, ConfigFile, CertFile, ClientCAFile string
-		WaitTenths                                      int
-		ClientCA                                        bool
+		Header, Dir, ConfigFile, CertFile, ClientCAFile, NodeCAFile string
+		WaitTenths                                                  int
+		ClientCA, NodeCA                                            bool
 	}{
 		Header: Header, Dir: HAProxyConfDir,
 		ConfigFile: path.Base(HAProxyConfigPath), CertFile: path.Base(HAProxyCertPath),
-		ClientCAFile: path.Base(HAProxyClientCAPath),
-		WaitTenths:   ConfigWaitSeconds * 10, ClientCA: clientCA,
+		ClientCAFile: path.Base(HAProxyClientCAPath), NodeCAFile: path.Base(HAProxyNodeCAPath),
+		WaitTenths: ConfigWaitSeconds * 10, ClientCA: clientCA, NodeCA: nodeCA,
 	})
 }
 
 // HAProxyCommand is the HAProxy container's command.
 func HAProxyCommand() []string { return []string{HAProxyScriptPath, "run"} }
+
+// ServeCommand is HAProxy's command on Swarm, where no config job runs: it
+// installs the staged files, which Swarm mounts read-only and root's, as
+// the config job would, then runs HAProxy as the haproxy user.
+func ServeCommand() []string { return []string{HAProxyScriptPath, "serve", HAProxyStageDir} }
 
 // InstallCommand is the config job's command.
 func InstallCommand() []string { return []string{HAProxyScriptPath, "install", HAProxyStageDir} }

@@ -2,6 +2,7 @@ package render
 
 import (
 	_ "embed"
+	"fmt"
 	"text/template"
 )
 
@@ -36,6 +37,9 @@ type RabbitMQData struct {
 	DiskFreeLimitMB int
 	// NetTicktime is Erlang's net_ticktime, in seconds.
 	NetTicktime int
+	// TLS adds the AMQPS and management TLS listeners, with the node's
+	// certificate (NodeTLSDir): what crosses hosts on Swarm.
+	TLS bool
 }
 
 // MemoryHighWatermark is the share of the memory RabbitMQ is told it has
@@ -72,12 +76,28 @@ func WALMaxSizeBytes(limit int64) int64 { return limit / 4 }
 func RabbitMQConf(d RabbitMQData) (string, error) {
 	return execute(rabbitmqTemplate, struct {
 		RabbitMQData
-		Header                                   string
-		AMQPPort, ManagementPort, PrometheusPort int
+		Header                                                string
+		AMQPPort, ManagementPort, PrometheusPort              int
+		AMQPSPort, ManagementTLSPort                          int
+		NodeCAPath, NodeCertPath, NodeKeyPath                 string
 		Watermark                                float64
 		MemoryAvailableBytes, WALMaxSizeBytes    int64
 	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort,
+		AMQPSPort: AMQPSPort, ManagementTLSPort: ManagementTLSPort, NodeCAPath: NodeCAPath, NodeCertPath: NodeCertPath, NodeKeyPath: NodeKeyPath,
 		Watermark: MemoryHighWatermark, MemoryAvailableBytes: MemoryAvailableBytes(d.MemoryLimitBytes), WALMaxSizeBytes: WALMaxSizeBytes(d.MemoryLimitBytes)})
+}
+
+// InterNodeTLSConfig is inter_node_tls.config: the Erlang distribution's
+// TLS options, server and client side alike. Each side presents the
+// nodes' certificate and verifies the other's against the stack's CA, so a
+// peer without a certificate of this stack cannot connect, cookie or not.
+func InterNodeTLSConfig() string {
+	opts := fmt.Sprintf(`{cacertfile, %q}, {certfile, %q}, {keyfile, %q}, {secure_renegotiate, true}, {verify, verify_peer}`,
+		NodeCAPath, NodeCertPath, NodeKeyPath)
+	return "%% " + Header[2:] + "\n" +
+		"%% The Erlang distribution over TLS: https://www.rabbitmq.com/docs/clustering-ssl\n" +
+		"[{server, [" + opts + ", {fail_if_no_peer_cert, true}]},\n" +
+		" {client, [" + opts + "]}].\n"
 }
 
 // SecretsData is what the secrets conf file is rendered from.

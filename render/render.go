@@ -48,7 +48,40 @@ const (
 	HAProxyClientCAPath = HAProxyConfDir + "/client-ca.pem"
 	// HAProxyStageDir is where the config job gets the files it installs.
 	HAProxyStageDir = "/opt/rabbitmq-ha/haproxy"
+	// HAProxyNodeCAPath is the CA HAProxy verifies the nodes' certificates
+	// against, where it reaches them over TLS (Swarm: across hosts).
+	HAProxyNodeCAPath = HAProxyConfDir + "/nodes-ca.pem"
 )
+
+// The nodes' TLS files (Swarm): the Erlang distribution between nodes, and
+// the AMQPS and management listeners that HAProxy and consumers reach
+// across hosts, all with one certificate from the stack's CA.
+const (
+	// NodeTLSDir holds the node's CA, certificate and key.
+	NodeTLSDir = "/etc/rabbitmq/tls"
+	// NodeCAPath is the stack's CA, which every peer's certificate must chain to.
+	NodeCAPath = NodeTLSDir + "/ca.pem"
+	// NodeCertPath is the nodes' certificate: every node's hostname is a SAN.
+	NodeCertPath = NodeTLSDir + "/node.pem"
+	// NodeKeyPath is its key, readable by rabbitmq alone.
+	NodeKeyPath = NodeTLSDir + "/node.key"
+	// DistOptFilePath is the Erlang distribution's TLS options
+	// (inter_node_tls.config, -ssl_dist_optfile).
+	DistOptFilePath = "/etc/rabbitmq/inter_node_tls.config"
+	// ManagementTLSPort is the nodes' management listener over TLS.
+	ManagementTLSPort = 15671
+)
+
+// DistErlArgs make the Erlang VM, the node's and every CLI tool's, speak
+// the distribution over TLS with the options in DistOptFilePath. See
+// https://www.rabbitmq.com/docs/clustering-ssl
+const DistErlArgs = "-proto_dist inet_tls -ssl_dist_optfile " + DistOptFilePath
+
+// RabbitMQUID is the rabbitmq user's uid and gid in the official image (and
+// in the local images, which keep it for that reason): a Swarm secret is
+// mounted read-only, owned as the stack says, so the node's key and
+// credentials are mounted as this user's.
+const RabbitMQUID = "999"
 
 // Container ports. The host ports are configurable; these are fixed.
 const (

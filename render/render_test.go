@@ -98,13 +98,15 @@ func TestHAProxyConfigIsValid(t *testing.T) {
 	}
 	mutual := threeNodes
 	mutual.ClientCADigest = Digest(pki.CAPEM)
-	for name, data := range map[string]HAProxyData{"haproxy.cfg": threeNodes, "haproxy.cfg (mutual TLS)": mutual} {
+	swarm := HAProxyData{StatsUser: "admin", StatsPassword: "pw-with-no-blanks", Swarm: true,
+		Nodes: []Backend{{Name: "s-node-0"}, {Name: "s-node-1"}, {Name: "s-node-2"}}}
+	for name, data := range map[string]HAProxyData{"haproxy.cfg": threeNodes, "haproxy.cfg (mutual TLS)": mutual, "haproxy.cfg (Swarm)": swarm} {
 		cfg, err := HAProxyConfig(data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The file paths are constants of the image; point them at the test's files.
-		cfg = strings.NewReplacer(HAProxyCertPath, pemPath, HAProxyClientCAPath, caPath).Replace(cfg)
+		cfg = strings.NewReplacer(HAProxyCertPath, pemPath, HAProxyClientCAPath, caPath, HAProxyNodeCAPath, caPath).Replace(cfg)
 		cfgPath := filepath.Join(dir, "haproxy.cfg")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -214,11 +216,21 @@ func TestScriptsShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	haproxy, err := HAProxyScript(false)
+	haproxy, err := HAProxyScript(false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	job, err := HAProxyScript(true)
+	job, err := HAProxyScript(true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swarmHAProxy, err := HAProxyScript(true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsDist := clusterData
+	tlsDist.DistTLS = true
+	tlsCluster, err := ClusterScript(tlsDist)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +238,8 @@ func TestScriptsShellcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy, "haproxy.sh (client CA)": job, "migrate.sh": migrate} {
+	for name, s := range map[string]string{"cluster.sh": cluster, "cluster.sh (partition watch)": watching, "haproxy.sh": haproxy, "haproxy.sh (client CA)": job, "migrate.sh": migrate,
+		"haproxy.sh (Swarm)": swarmHAProxy, "cluster.sh (TLS distribution)": tlsCluster} {
 		path := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(path, []byte(s), 0o700); err != nil {
 			t.Fatal(err)
@@ -239,7 +252,7 @@ func TestScriptsShellcheck(t *testing.T) {
 
 func TestHAProxyScript(t *testing.T) {
 	t.Parallel()
-	s, err := HAProxyScript(false)
+	s, err := HAProxyScript(false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +260,7 @@ func TestHAProxyScript(t *testing.T) {
 		`readonly CERT="$DIR/server.pem"`, "readonly WAIT_TENTHS=300", `haproxy -W -db -f "$CFG"`, "kill -USR2",
 		"install -o haproxy -g haproxy -m 0400", "for f in server.pem haproxy.cfg; do")
 	mustNotContain(t, s, "client-ca.pem")
-	job, err := HAProxyScript(true)
+	job, err := HAProxyScript(true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,4 +272,38 @@ func TestHAProxyScript(t *testing.T) {
 	if got := Staged(HAProxyCertPath); got != HAProxyStageDir+"/server.pem" {
 		t.Errorf("Staged = %s", got)
 	}
+}
+
+// TestSwarmFiles: on Swarm, the nodes listen for AMQPS and management over
+// TLS with the node certificate, the distribution's TLS options verify
+// both sides, and HAProxy reaches the nodes by name over verified TLS.
+func TestSwarmFiles(t *testing.T) {
+	t.Parallel()
+	conf, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-1", Seed: "rabbit@s-node-0", NodeType: "disc", Quorum: true,
+		MemoryLimitBytes: 512 << 20, DiskFreeLimitMB: 512, NetTicktime: 15, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, conf, "listeners.ssl.default = 5671", "management.ssl.port = 15671", "ssl_options.certfile = "+NodeCertPath,
+		"ssl_options.keyfile = "+NodeKeyPath, "ssl_options.cacertfile = "+NodeCAPath)
+	plain, err := RabbitMQConf(RabbitMQData{Node: "rabbit@s-node-1", NodeType: "disc", MemoryLimitBytes: 512 << 20, DiskFreeLimitMB: 512, NetTicktime: 15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotContain(t, plain, "listeners.ssl", "ssl_options")
+	dist := InterNodeTLSConfig()
+	mustContain(t, dist, "{server, [", "{client, [", "{fail_if_no_peer_cert, true}", "{verify, verify_peer}", `{certfile, "`+NodeCertPath+`"}`)
+	cfg, err := HAProxyConfig(HAProxyData{StatsUser: "a", StatsPassword: "p", Swarm: true, Nodes: []Backend{{Name: "s-node-0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, cfg, "resolvers docker", "nameserver dns 127.0.0.11:53",
+		"server s-node-0 s-node-0:5671 check resolvers docker init-addr none ssl verify required ca-file "+HAProxyNodeCAPath+" verifyhost s-node-0",
+		"server s-node-0 s-node-0:15671 check resolvers docker init-addr none ssl verify required")
+	script, err := ClusterScript(ClusterData{Seed: "rabbit@s-node-0", PeerPrefix: "s-node-", MaxNodes: 9, DistTLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, script, `rabbitmqctl -q -n "$node" eval "$2"`)
+	mustNotContain(t, script, "erl_call")
 }
