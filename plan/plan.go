@@ -16,7 +16,10 @@ import (
 
 // Plan is one stack.
 type Plan struct {
-	Prefix  string
+	Prefix string
+	// Swarm: the stack runs as Swarm services over several hosts
+	// (swarm.go), not as containers on one.
+	Swarm   bool
 	Network Network
 	// Nodes are the configured nodes, in order; node 0 seeds the cluster.
 	Nodes []Node
@@ -32,7 +35,9 @@ type Plan struct {
 // addresses stay out of the lower half, where the static IPs are.
 type Network struct {
 	Name, Subnet, Gateway, IPRange string
-	Labels                         map[string]string
+	// Driver is bridge on one host, overlay on Swarm.
+	Driver string
+	Labels map[string]string
 }
 
 // Node is one RabbitMQ node.
@@ -115,8 +120,9 @@ func New(cfg *config.Config) (*Plan, error) {
 		Prefix: cfg.Prefix,
 		Network: Network{
 			Name: cfg.Prefix, Subnet: cfg.Subnet.String(), Gateway: cfg.Gateway.String(),
-			IPRange: cfg.DynamicRange().String(), Labels: labels(cfg.Prefix, "", nil),
+			IPRange: cfg.DynamicRange().String(), Driver: DriverBridge, Labels: labels(cfg.Prefix, "", nil),
 		},
+		Swarm: cfg.IsSwarm(),
 		Endpoints: EndpointsOf(cfg),
 		Broker:    Broker{VHosts: VHostsOf(cfg), Policy: PolicyFor(cfg)},
 	}
@@ -139,6 +145,11 @@ func New(cfg *config.Config) (*Plan, error) {
 	}
 	if p.HAProxy, err = haproxy(cfg, p.Nodes); err != nil {
 		return nil, err
+	}
+	if cfg.IsSwarm() {
+		if err := onSwarm(cfg, p); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -170,6 +181,7 @@ func nodeFilesOf(cfg *config.Config) (nodeFiles, error) {
 		SeedFirst:  cfg.SeedStartsFirst(),
 		// Khepri is Raft: its minority cannot diverge.
 		PartitionWatch: !cfg.Khepri(),
+		DistTLS:        cfg.IsSwarm(),
 	})
 	if err != nil {
 		return nodeFiles{}, err
@@ -201,6 +213,7 @@ func node(cfg *config.Config, files nodeFiles, i int) (Node, error) {
 		MemoryLimitBytes: int64(cfg.MemoryLimitMB) << 20,
 		DiskFreeLimitMB:  cfg.DiskFreeLimitMB,
 		NetTicktime:      cfg.NetTicktimeSeconds,
+		TLS:              cfg.IsSwarm(),
 	})
 	if err != nil {
 		return Node{}, err

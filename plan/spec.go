@@ -30,6 +30,9 @@ type ContainerSpec struct {
 	Labels             map[string]string
 	// Env holds plain settings only; secrets are files.
 	Env map[string]string
+	// Placement is the Swarm placement constraint that pins the container
+	// to its host, where its volume lives (Swarm only).
+	Placement string
 }
 
 // PortSpec publishes a container port on a host address.
@@ -41,8 +44,13 @@ type PortSpec struct {
 // FileSpec is a file uploaded before the container starts.
 type FileSpec struct {
 	Path, Content, Mode string
-	// Secret marks content that must stay secret in Pulumi state.
+	// Secret marks content that must stay secret in Pulumi state; on
+	// Swarm it is a secret, not a config.
 	Secret bool
+	// UID owns the file where the platform mounts it as it is (Swarm's
+	// secrets and configs are read-only): uid and gid. Empty is root, and
+	// a script of the stack gives the file to its user.
+	UID string
 }
 
 // File modes of the uploaded files, as the provider takes them.
