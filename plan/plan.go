@@ -122,7 +122,7 @@ func New(cfg *config.Config) (*Plan, error) {
 			Name: cfg.Prefix, Subnet: cfg.Subnet.String(), Gateway: cfg.Gateway.String(),
 			IPRange: cfg.DynamicRange().String(), Driver: DriverBridge, Labels: labels(cfg.Prefix, "", nil),
 		},
-		Swarm: cfg.IsSwarm(),
+		Swarm:     cfg.IsSwarm(),
 		Endpoints: EndpointsOf(cfg),
 		Broker:    Broker{VHosts: VHostsOf(cfg), Policy: PolicyFor(cfg)},
 	}

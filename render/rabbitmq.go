@@ -76,10 +76,10 @@ func WALMaxSizeBytes(limit int64) int64 { return limit / 4 }
 func RabbitMQConf(d RabbitMQData) (string, error) {
 	return execute(rabbitmqTemplate, struct {
 		RabbitMQData
-		Header                                                string
-		AMQPPort, ManagementPort, PrometheusPort              int
-		AMQPSPort, ManagementTLSPort                          int
-		NodeCAPath, NodeCertPath, NodeKeyPath                 string
+		Header                                   string
+		AMQPPort, ManagementPort, PrometheusPort int
+		AMQPSPort, ManagementTLSPort             int
+		NodeCAPath, NodeCertPath, NodeKeyPath    string
 		Watermark                                float64
 		MemoryAvailableBytes, WALMaxSizeBytes    int64
 	}{RabbitMQData: d, Header: Header, AMQPPort: AMQPPort, ManagementPort: ManagementPort, PrometheusPort: PrometheusPort,
