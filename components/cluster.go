@@ -38,6 +38,9 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 	if err != nil {
 		return nil, err
 	}
+	if p.Swarm {
+		return c, c.onSwarm(ctx, name, cfg, p, network, pki)
+	}
 	hooks, err := newRollingHooks(ctx, cfg, p, docker)
 	if err != nil {
 		return nil, wrap("rolling replacement hooks", err)
@@ -74,13 +77,13 @@ func NewCluster(ctx *pulumi.Context, name string, cfg *config.Config, docker rol
 			return nil, err
 		}
 	}
-	c.Outputs = stackOutputs(cfg, p, pki, nodes, migration)
+	c.Outputs = stackOutputs(cfg, p, pki, nodes.Names, migration)
 	return c, ctx.RegisterResourceOutputs(c, c.Outputs)
 }
 
 // stackOutputs is the one list of the stack's outputs: a new output is
 // added here, and nowhere else.
-func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes, migration *Migration) pulumi.Map {
+func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodeNames pulumi.StringArrayOutput, migration *Migration) pulumi.Map {
 	e := p.Endpoints
 	out := pulumi.Map{
 		// AMQP through HAProxy, without credentials.
@@ -100,7 +103,7 @@ func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes, migr
 		// The CA that signs HAProxy's certificate.
 		"caCertPem": pki.CACertPEM,
 		// The RabbitMQ node names.
-		"nodeNames": nodes.Names,
+		"nodeNames": nodeNames,
 		// The admin user's name.
 		"adminUser": pulumi.String(cfg.AdminUser),
 		// mirrored or quorum.
@@ -113,4 +116,30 @@ func stackOutputs(cfg *config.Config, p *plan.Plan, pki *PKI, nodes *Nodes, migr
 		out["migrationChanges"] = migration.Changes
 	}
 	return out
+}
+
+// onSwarm builds the rest of the stack as Swarm services: the nodes one
+// after another, HAProxy on every Swarm node, and the broker settings
+// once both run. Node services replace one at a time by themselves (each
+// waits for the one before), so no rolling hooks run on Swarm.
+func (c *Cluster) onSwarm(ctx *pulumi.Context, name string, cfg *config.Config, p *plan.Plan, network *Network, pki *PKI) error {
+	parent := pulumi.Parent(c)
+	nodes, err := NewSwarmNodes(ctx, name+"-node", cfg, p, network.Name, pki, parent)
+	if err != nil {
+		return err
+	}
+	lb, err := NewSwarmLoadBalancer(ctx, name+"-haproxy", cfg, p, network.Name, pki, parent)
+	if err != nil {
+		return err
+	}
+	if _, err := NewBroker(ctx, name+"-broker", &BrokerArgs{
+		Config:        cfg,
+		Plan:          p.Broker,
+		ManagementURL: pulumi.String(p.Endpoints.Management),
+		DependsOn:     append(swarmResources(nodes.Services), lb),
+	}, parent); err != nil {
+		return err
+	}
+	c.Outputs = stackOutputs(cfg, p, pki, nodes.Names, nil)
+	return ctx.RegisterResourceOutputs(c, c.Outputs)
 }

@@ -2,6 +2,7 @@ package components
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -24,6 +25,21 @@ var cliExempt = map[string]string{
 	"Files[0].Secret": "secrecy is a Pulumi state property",
 }
 
+// oneHostExempt are the spec fields that mean nothing on one Docker host,
+// to either of its interpreters.
+var oneHostExempt = map[string]string{
+	"Placement":    "one host: nothing to place",
+	"Files[0].UID": "uploads are root's, and the stack's scripts give them to their users",
+}
+
+// swarmExempt are the spec fields that mean nothing on a Swarm, to either
+// of its interpreters; the Swarm plan leaves them empty.
+var swarmExempt = map[string]string{
+	"IP":              "Swarm assigns the tasks' addresses",
+	"Networks":        "only migrateFrom sets them, and it is refused on Swarm",
+	"Ports[0].HostIP": "Swarm publishes on every address of a host",
+}
+
 // TestInterpretersReadEveryField proves that both interpreters of a
 // plan.ContainerSpec read every one of its fields: the docker provider's
 // inputs (containerArgs, wired as the components wire it) and the docker
@@ -40,6 +56,9 @@ func TestInterpretersReadEveryField(t *testing.T) {
 	for _, f := range fields {
 		s := fullSpec()
 		mutate(t, reflect.ValueOf(&s).Elem(), f)
+		if _, ok := oneHostExempt[f]; ok {
+			continue
+		}
 		if _, ok := cliExempt[f]; !ok && cliOf(t, s) == baseCLI {
 			t.Errorf("the docker CLI interpreter (internal/harness) ignores %s", f)
 		}
@@ -47,6 +66,62 @@ func TestInterpretersReadEveryField(t *testing.T) {
 			t.Errorf("the docker provider interpreter (components.containerArgs) ignores %s", f)
 		}
 	}
+}
+
+// TestSwarmInterpretersReadEveryField is the same proof for the Swarm
+// interpreters: the docker provider's service, secrets and configs
+// (components.newService), and `docker service create` with the files the
+// docker CLI creates (harness.ServiceArgs and SwarmFiles).
+func TestSwarmInterpretersReadEveryField(t *testing.T) {
+	fields := leafFields(reflect.TypeOf(plan.ContainerSpec{}), "")
+	baseCLI := swarmCLIOf(fullSpec())
+	basePulumi := swarmPulumiOf(t, fullSpec())
+	for _, f := range fields {
+		if _, ok := swarmExempt[f]; ok {
+			continue
+		}
+		s := fullSpec()
+		mutate(t, reflect.ValueOf(&s).Elem(), f)
+		if swarmCLIOf(s) == baseCLI {
+			t.Errorf("the docker CLI Swarm interpreter (harness.ServiceArgs) ignores %s", f)
+		}
+		if reflect.DeepEqual(swarmPulumiOf(t, s), basePulumi) {
+			t.Errorf("the docker provider Swarm interpreter (components.newService) ignores %s", f)
+		}
+	}
+}
+
+// swarmCLIOf is what the docker CLI makes of a spec on Swarm: the service's
+// arguments and every file object's kind, name and content.
+func swarmCLIOf(s plan.ContainerSpec) string {
+	args := harness.ServiceArgs(s, "img", "net", false, "host", nil)
+	for _, f := range harness.SwarmFiles(s, nil) {
+		args = append(args, f.Kind, f.Name, f.Content)
+	}
+	return strings.Join(args, "\x00")
+}
+
+// swarmPulumiOf is every resource the Swarm interpreter registers for a
+// spec, with its inputs, by type and name.
+func swarmPulumiOf(t *testing.T, s plan.ContainerSpec) map[string]string {
+	t.Helper()
+	m := &mocks{}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := newService(ctx, "svc", s, serviceInputs{image: pulumi.String("img"), network: pulumi.String("net"),
+			publish: "host", startTimeoutSeconds: 60})
+		return err
+	}, pulumi.WithMocks("p", "s", m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range m.resources {
+		out[r.typ+" "+r.name] = fmt.Sprint(r.inputs.Mappable())
+	}
+	if len(out) < 2 {
+		t.Fatalf("the Swarm interpreter registered %v", out)
+	}
+	return out
 }
 
 // fullSpec sets every field, one element in each list and map.
@@ -59,7 +134,7 @@ func fullSpec() plan.ContainerSpec {
 		Health: &plan.HealthSpec{Test: []string{"CMD", "true"}, Interval: time.Second, Timeout: 2 * time.Second,
 			StartPeriod: 3 * time.Second, Retries: 3},
 		MemoryMB: 512, Restart: "unless-stopped", StopTimeoutSeconds: 30,
-		Labels: map[string]string{"l": "1"}, Env: map[string]string{"E": "1"},
+		Labels: map[string]string{"l": "1"}, Env: map[string]string{"E": "1"}, Placement: "node.hostname==h1",
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
 )
 
 // Key sizes. ECDSA P-256 and RSA 3072 are both above the ≥ 2048-bit RSA
@@ -25,6 +26,10 @@ type PKI struct {
 	CACertPEM pulumi.StringOutput `pulumi:"caCertPem"`
 	// ServerPEM is HAProxy's crt bundle: certificate, CA, key. Secret.
 	ServerPEM pulumi.StringOutput `pulumi:"serverPem"`
+	// NodeCertPEM and NodeKeyPEM (secret) are the nodes' certificate and
+	// key, on Swarm only: the Erlang distribution both ways, and the TLS
+	// listeners HAProxy and consumers reach across hosts.
+	NodeCertPEM, NodeKeyPEM pulumi.StringOutput
 }
 
 // NewPKI creates the CA and the server certificate it signs.
@@ -88,6 +93,39 @@ func NewPKI(ctx *pulumi.Context, name string, cfg *config.Config, opts ...pulumi
 	}, parent)
 	if err != nil {
 		return nil, wrap("server certificate", err)
+	}
+	if cfg.IsSwarm() {
+		nodeKey, err := key(name + "-node-key")
+		if err != nil {
+			return nil, wrap("node key", err)
+		}
+		names := plan.NodeCertificateOf(cfg)
+		nodeCSR, err := tls.NewCertRequest(ctx, name+"-node-csr", &tls.CertRequestArgs{
+			PrivateKeyPem: nodeKey.PrivateKeyPem,
+			Subject: tls.CertRequestSubjectArgs{
+				CommonName:   pulumi.String(plan.NodeNames(cfg.Prefix, 0).Container),
+				Organization: pulumi.String("rabbitmq-ha"),
+			},
+			DnsNames:    pulumi.ToStringArray(names.DNSNames),
+			IpAddresses: pulumi.ToStringArray(names.IPAddresses),
+		}, parent)
+		if err != nil {
+			return nil, wrap("node CSR", err)
+		}
+		nodeCert, err := tls.NewLocallySignedCert(ctx, name+"-node", &tls.LocallySignedCertArgs{
+			CertRequestPem:      nodeCSR.CertRequestPem,
+			CaPrivateKeyPem:     caKey.PrivateKeyPem,
+			CaCertPem:           ca.CertPem,
+			ValidityPeriodHours: pulumi.Int(cfg.TLS.ValidityHours),
+			EarlyRenewalHours:   pulumi.Int(cfg.TLS.EarlyRenewalHours),
+			// Both ways: a node is the distribution's server and its client.
+			AllowedUses: pulumi.ToStringArray([]string{"digital_signature", "key_encipherment", "server_auth", "client_auth"}),
+		}, parent)
+		if err != nil {
+			return nil, wrap("node certificate", err)
+		}
+		p.NodeCertPEM = nodeCert.CertPem
+		p.NodeKeyPEM = pulumi.ToSecret(nodeKey.PrivateKeyPem).(pulumi.StringOutput)
 	}
 	p.CACertPEM = ca.CertPem
 	p.ServerPEM = pulumi.ToSecret(pulumi.All(cert.CertPem, ca.CertPem, serverKey.PrivateKeyPem).ApplyT(

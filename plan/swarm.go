@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strconv"
 
@@ -59,9 +61,6 @@ func NodeCertificateOf(cfg *config.Config) NodeCertificate {
 // job: Swarm mounts them), and reaches the nodes by name over TLS.
 func onSwarm(cfg *config.Config, p *Plan) error {
 	p.Network.Driver = DriverOverlay
-	// Docker picks the overlay's dynamic addresses from its whole subnet.
-	p.Network.IPRange = ""
-	p.Network.Gateway = ""
 	distConf := FileSpec{Path: render.DistOptFilePath, Content: render.InterNodeTLSConfig(), Mode: ModeReadable}
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
@@ -137,4 +136,26 @@ func swarmEndpoints(cfg *config.Config, e Endpoints) Endpoints {
 		e.Metrics[i] = "http://" + h + ":" + strconv.Itoa(cfg.Ports.Metrics(i)) + "/metrics"
 	}
 	return e
+}
+
+// SwarmRestart is a Docker restart policy as Swarm's restart condition
+// (none, on-failure, any); another value is passed on for Swarm to refuse.
+func SwarmRestart(policy string) string {
+	switch policy {
+	case RestartNever:
+		return "none"
+	case "always", "unless-stopped":
+		return "any"
+	}
+	return policy
+}
+
+// SwarmFileName names the Swarm secret or config that holds a file of a
+// service. Both are immutable, so the name is the content's: new content
+// is a new object, which the service's update swaps in, and the old one
+// goes after it. Within Swarm's 64 characters: the service's name (at most
+// 48) and 12 hex digits.
+func SwarmFileName(service string, f FileSpec) string {
+	sum := sha256.Sum256([]byte(f.Path + "\x00" + f.Mode + "\x00" + f.UID + "\x00" + f.Content))
+	return service + "-" + hex.EncodeToString(sum[:])[:12]
 }

@@ -23,7 +23,7 @@ func TestSwarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Swarm || p.Network.Driver != DriverOverlay || p.Network.IPRange != "" || one.Network.Driver != DriverBridge {
+	if !p.Swarm || p.Network.Driver != DriverOverlay || one.Network.Driver != DriverBridge {
 		t.Errorf("network: swarm %v %+v, one host %+v", p.Swarm, p.Network, one.Network)
 	}
 	wantPlace := []string{"node.hostname==h1", "node.hostname==h2", "node.labels.zone==c"}

@@ -1,0 +1,109 @@
+package components
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+)
+
+// swarmValues is a Swarm stack of three nodes on three hosts.
+var swarmValues = map[string]any{
+	"rabbitmqImage": "rabbitmq:4.3-local",
+	"platform":      "swarm",
+	"swarmNodes":    `["h1","h2","h3"]`,
+}
+
+// TestSwarmProgram runs the real program on Swarm with mocks: an overlay
+// network, one service per node pinned to its host and waiting for the one
+// before it, HAProxy on every host, the secrets as Swarm secrets (root's or
+// rabbitmq's, read-only), and no container at all.
+func TestSwarmProgram(t *testing.T) {
+	m := run(t, swarmValues)
+	for typ, n := range map[string]int{
+		"docker:index/network:Network":                  1,
+		"docker:index/service:Service":                  4,
+		"docker:index/container:Container":              0,
+		"docker:index/volume:Volume":                    0, // a service's mount makes its volume on its host
+		"rabbitmq-ha:index:SwarmNodes":                  1,
+		"tls:index/locallySignedCert:LocallySignedCert": 2, // HAProxy's, the nodes'
+		"rabbitmq:index/policy:Policy":                  2,
+	} {
+		if got := len(m.byType(typ)); got != n {
+			t.Errorf("%s: %d resources, want %d", typ, got, n)
+		}
+	}
+	net := m.byType("docker:index/network:Network")[0]
+	if str(t, net, "driver") != "overlay" || !net.inputs["attachable"].BoolValue() {
+		t.Errorf("network: %v", net.inputs)
+	}
+	services := map[string]registered{}
+	for _, s := range m.byType("docker:index/service:Service") {
+		services[s.name] = s
+	}
+	var previous string
+	for i, host := range []string{"h1", "h2", "h3"} {
+		name := "rabbitmq-node-" + string(rune('0'+i))
+		s, ok := services[name]
+		if !ok {
+			t.Fatalf("no service %s: %v", name, services)
+		}
+		task := s.inputs["taskSpec"].ObjectValue()
+		constraints := task["placement"].ObjectValue()["constraints"].ArrayValue()
+		if len(constraints) != 1 || constraints[0].StringValue() != "node.hostname=="+host {
+			t.Errorf("%s: placement %v", name, constraints)
+		}
+		if mode := s.inputs["endpointSpec"].ObjectValue()["mode"].StringValue(); mode != "dnsrr" {
+			t.Errorf("%s: endpoint mode %q, want dnsrr (its name resolves to its task while it runs)", name, mode)
+		}
+		replicas := s.inputs["mode"].ObjectValue()["replicated"].ObjectValue()["replicas"].NumberValue()
+		update := s.inputs["updateConfig"].ObjectValue()
+		if replicas != 1 || update["parallelism"].NumberValue() != 1 || update["order"].StringValue() != "stop-first" {
+			t.Errorf("%s: %v replicas, update %v", name, replicas, update)
+		}
+		if previous != "" && !slices.ContainsFunc(s.deps, func(d string) bool { return strings.HasSuffix(d, "::"+previous) }) {
+			t.Errorf("%s does not wait for %s: deps %v", name, previous, s.deps)
+		}
+		previous = name
+		spec := task["containerSpec"].ObjectValue()
+		env := spec["env"].ObjectValue()
+		if !strings.Contains(env["RABBITMQ_CTL_ERL_ARGS"].StringValue(), "-proto_dist inet_tls") {
+			t.Errorf("%s: env %v", name, env)
+		}
+		owners := map[string]string{}
+		for _, sec := range spec["secrets"].ArrayValue() {
+			o := sec.ObjectValue()
+			owners[o["fileName"].StringValue()] = o["fileUid"].StringValue() + ":" + o["fileMode"].String()
+		}
+		for path, want := range map[string]string{
+			render.CookieUploadPath: "0:{256}", render.SecretsConfPath: render.RabbitMQUID + ":{256}", render.NodeKeyPath: render.RabbitMQUID + ":{256}",
+		} {
+			if owners[path] != want {
+				t.Errorf("%s: secret %s mounted %q, want %q (uid:mode 0400)", name, path, owners[path], want)
+			}
+		}
+	}
+	h := services["rabbitmq-haproxy"]
+	if !h.inputs["mode"].ObjectValue()["global"].BoolValue() {
+		t.Errorf("HAProxy is not global: %v", h.inputs["mode"])
+	}
+	for _, p := range h.inputs["endpointSpec"].ObjectValue()["ports"].ArrayValue() {
+		if p.ObjectValue()["publishMode"].StringValue() != "host" {
+			t.Errorf("HAProxy port %v is not published in host mode", p)
+		}
+	}
+	// Every secret's data is secret in state, and no secret is a config.
+	for _, s := range m.byType("docker:index/secret:Secret") {
+		if d := s.inputs["data"]; !d.IsSecret() {
+			t.Errorf("%s: data is not secret", s.name)
+		}
+	}
+	for _, c := range m.byType("docker:index/serviceConfig:ServiceConfig") {
+		for _, bad := range []string{"erlang.cookie", "secrets.conf", "node.key", "server.pem", "haproxy.cfg"} {
+			if strings.HasSuffix(c.name, bad) {
+				t.Errorf("%s is a config, not a secret", c.name)
+			}
+		}
+	}
+}

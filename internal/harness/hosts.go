@@ -1,0 +1,239 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DockerHostImage is the tests' Docker host in a container
+// (images/dockerhost): Debian's docker.io on vfs.
+const DockerHostImage = "rabbitmq-ha-dockerhost:bookworm-local"
+
+// hostAPIPort is where each host's daemon listens, on the host's address.
+const hostAPIPort = 2375
+
+// Host is a simulated machine: a container that runs a Docker daemon of its
+// own, so a test can kill it whole (every container on it dies with it,
+// volumes kept), restart its daemon, or form a Swarm with others. Not
+// --privileged, which this machine refuses ("unable to apply caps").
+type Host struct {
+	Name, IP string
+	// Endpoint is its daemon, tcp://IP:2375.
+	Endpoint string
+	// outer is the environment of this machine's own docker CLI, whatever
+	// a test later sets DOCKER_HOST to.
+	outer []string
+}
+
+// StartHost starts a host named name, on network (empty: Docker's default
+// bridge), with the images loaded from this machine's Docker. publish,
+// when set, is a 127.0.0.1 port its daemon's API is published on. The host
+// and its volumes are removed before and when the test ends.
+func StartHost(t testing.TB, name, network, publish string, images ...string) Host {
+	t.Helper()
+	RequireImages(t, append([]string{DockerHostImage}, images...)...)
+	h := Host{Name: name, outer: os.Environ()}
+	_, _ = h.Outer(context.Background(), "rm", "-f", "-v", name)
+	t.Cleanup(func() { _, _ = h.Outer(context.Background(), "rm", "-f", "-v", name) })
+	// SYS_PTRACE: without it, runc cannot enter the namespaces of a
+	// container whose process is not root (docker exec, and so every
+	// health check, fails with "error executing setns").
+	args := []string{"run", "-d", "--name", name, "--hostname", name,
+		"--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
+		"--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host"}
+	if network != "" {
+		args = append(args, "--network", network)
+	}
+	if publish != "" {
+		args = append(args, "-p", "127.0.0.1:"+publish+":"+fmt.Sprint(hostAPIPort))
+	}
+	if out, err := h.Outer(context.Background(), append(args, DockerHostImage)...); err != nil {
+		t.Fatalf("start the Docker host %s: %v: %s", name, err, out)
+	}
+	ip, err := h.Outer(context.Background(), "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.IP = ip
+	h.Endpoint = fmt.Sprintf("tcp://%s:%d", ip, hostAPIPort)
+	if !h.AwaitDaemon(time.Minute) {
+		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", name, h.Endpoint, h.Log())
+	}
+	if len(images) > 0 {
+		start := time.Now()
+		if err := h.Load(SavedImages(t, images...)); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Docker host %s at %s, %v loaded in %s", name, h.IP, images, time.Since(start).Round(time.Second))
+	}
+	return h
+}
+
+// savedImages caches `docker save` of an image set per test binary: every
+// host of a Swarm loads the same file.
+var savedImages sync.Map
+
+// SavedImages is a `docker save` archive of the images.
+func SavedImages(t testing.TB, images ...string) string {
+	t.Helper()
+	key := strings.Join(images, " ")
+	if p, ok := savedImages.Load(key); ok {
+		return p.(string)
+	}
+	dir, err := os.MkdirTemp("", "rabbitmq-ha-images-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "images.tar")
+	if out, err := exec.Command("docker", append([]string{"save", "-o", path}, images...)...).CombinedOutput(); err != nil {
+		t.Fatalf("docker save %v: %v: %s", images, err, out)
+	}
+	savedImages.Store(key, path)
+	return path
+}
+
+// Load loads a `docker save` archive into the host.
+func (h Host) Load(archive string) error {
+	cmd := exec.Command("docker", "-H", h.Endpoint, "load", "-q", "-i", archive)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker load into %s: %w: %s", h.Name, err, out)
+	}
+	return nil
+}
+
+// Docker runs the docker CLI against the host's daemon.
+func (h Host) Docker(ctx context.Context, args ...string) (string, error) {
+	return Docker(ctx, nil, append([]string{"-H", h.Endpoint}, args...)...)
+}
+
+// Outer runs this machine's own docker CLI, whatever DOCKER_HOST says now.
+func (h Host) Outer(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = h.outer
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// Answers reports whether the host's daemon answers its API.
+func (h Host) Answers() bool {
+	return exec.Command("docker", "-H", h.Endpoint, "version").Run() == nil
+}
+
+// AwaitDaemon waits for the host's daemon to answer.
+func (h Host) AwaitDaemon(timeout time.Duration) bool {
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(250 * time.Millisecond) {
+		if h.Answers() {
+			return true
+		}
+	}
+	return false
+}
+
+// Log is the tail of the host's dockerd log.
+func (h Host) Log() string {
+	out, _ := h.Outer(context.Background(), "exec", h.Name, "tail", "-n", "30", "/var/log/dockerd.log")
+	return out
+}
+
+// Kill kills the whole host at once, as a power loss: its daemon and every
+// container on it. Its disk (the daemon's volume) stays.
+func (h Host) Kill(t testing.TB) {
+	t.Helper()
+	if out, err := h.Outer(context.Background(), "kill", h.Name); err != nil {
+		t.Fatalf("docker kill %s: %v: %s", h.Name, err, out)
+	}
+}
+
+// Boot starts a killed host again and waits for its daemon.
+func (h Host) Boot(t testing.TB) {
+	t.Helper()
+	if out, err := h.Outer(context.Background(), "start", h.Name); err != nil {
+		t.Fatalf("docker start %s: %v: %s", h.Name, err, out)
+	}
+	if !h.AwaitDaemon(time.Minute) {
+		t.Fatalf("the Docker host %s did not answer within a minute of its boot: %s", h.Name, h.Log())
+	}
+}
+
+// SwarmHosts are simulated hosts that form a Swarm.
+type SwarmHosts struct {
+	Swarm
+	// Hosts are the hosts, the manager first; each one's Name is its Swarm
+	// node's hostname.
+	Hosts []Host
+	// Network is the hosts' own bridge on this machine.
+	Network string
+}
+
+// StartSwarm starts n hosts, <prefix>-h1 to -h<n>, on a bridge network of
+// their own, loads the images into each, and forms a Swarm: the first host
+// is its manager, whose API is published on 127.0.0.1:apiPort (Endpoint).
+// Everything is removed before and when the test ends, failed or not.
+func StartSwarm(t testing.TB, prefix string, n int, apiPort int, images ...string) *SwarmHosts {
+	t.Helper()
+	s := &SwarmHosts{Network: prefix + "-hosts"}
+	removeNet := func() { _, _ = Docker(context.Background(), nil, "network", "rm", s.Network) }
+	for i := 1; i <= n; i++ {
+		_, _ = Docker(context.Background(), nil, "rm", "-f", "-v", fmt.Sprintf("%s-h%d", prefix, i))
+	}
+	removeNet()
+	MustDocker(t, "network", "create", "--label", "org.rabbitmq-ha.test="+prefix, s.Network)
+	t.Cleanup(removeNet) // after the hosts' own cleanups, which run first
+	archive := SavedImages(t, images...)
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		publish := ""
+		if i == 1 {
+			publish = fmt.Sprint(apiPort)
+		}
+		s.Hosts = append(s.Hosts, StartHost(t, fmt.Sprintf("%s-h%d", prefix, i), s.Network, publish))
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, h := range s.Hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = h.Load(archive) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d hosts started, %v loaded into each, in %s", n, images, time.Since(start).Round(time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m := s.Hosts[0]
+	if _, err := m.Docker(ctx, "swarm", "init", "--advertise-addr", m.IP); err != nil {
+		t.Fatal(err)
+	}
+	token, err := m.Docker(ctx, "swarm", "join-token", "-q", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range s.Hosts[1:] {
+		if _, err := h.Docker(ctx, "swarm", "join", "--token", token, m.IP+":2377"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Endpoint = "tcp://127.0.0.1:" + fmt.Sprint(apiPort)
+	t.Logf("a Swarm of %d hosts, manager %s at %s", n, m.Name, s.Endpoint)
+	return s
+}
+
+// Host returns the host of a Swarm node hostname.
+func (s *SwarmHosts) Host(name string) Host {
+	for _, h := range s.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	panic("no host " + name)
+}

@@ -1,0 +1,223 @@
+package tests
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/testpki"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+)
+
+// swarmStack is the Swarm plan of a line, run by the docker CLI on
+// simulated hosts: the plan's services, secrets and configs, as the Swarm
+// interpreter in package components registers them, without plugins.
+type swarmStack struct {
+	hosts *harness.SwarmHosts
+	cfg   *config.Config
+	plan  *plan.Plan
+	pki   testpki.PKI
+}
+
+// startSwarmStack forms a Swarm of three hosts, each node on its own host,
+// and runs the line's Swarm plan on it until every node has joined.
+func startSwarmStack(t *testing.T, line harness.Line, name string, octet, apiPort, portBase int) swarmStack {
+	hosts := harness.StartSwarm(t, name, 3, apiPort, line.Image, line.HAProxy)
+	var names, ips []string
+	for _, h := range hosts.Hosts {
+		names, ips = append(names, h.Name), append(ips, h.IP)
+	}
+	cfg := line.Config(t, name, octet, portBase, map[string]string{
+		config.KeyPlatform:       config.PlatformSwarm,
+		config.KeySwarmNodes:     `["` + strings.Join(names, `","`) + `"]`,
+		config.KeyHostIP:         hosts.Hosts[0].IP,
+		config.KeyTLSIPAddresses: `["` + strings.Join(ips, `","`) + `"]`,
+	})
+	s := swarmStack{hosts: hosts, cfg: cfg, plan: harness.Plan(t, cfg)}
+	var err error
+	if s.pki, err = testpki.New(); err != nil {
+		t.Fatal(err)
+	}
+	nc := plan.NodeCertificateOf(cfg)
+	nodeCert, nodeKey, err := s.pki.Leaf(nc.DNSNames, nc.IPAddresses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKey, err := s.pki.Leaf(cfg.TLS.DNSNames, cfg.TLS.IPAddresses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := map[string]string{
+		plan.NodeCAFile: s.pki.CAPEM, plan.NodeCertFile: nodeCert, plan.NodeKeyFile: nodeKey,
+		plan.HAProxyNodeCAFile: s.pki.CAPEM, plan.CertBundlePath: serverCert + s.pki.CAPEM + serverKey,
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	n := s.plan.Network
+	if _, err := hosts.Docker(ctx, nil, "network", "create", "--driver", n.Driver, "--attachable", "--subnet", n.Subnet,
+		"--label", plan.LabelStack+"="+cfg.Prefix, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hosts.RemoveStack(context.Background(), cfg.Prefix) })
+	start := time.Now()
+	for _, node := range s.plan.Nodes {
+		if err := hosts.CreateService(ctx, node.Spec, line.Image, n.Name, false, config.PublishHost, content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hosts.CreateService(ctx, s.plan.HAProxy.Spec, line.HAProxy, n.Name, true, cfg.Swarm.PublishMode, content); err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.plan.Nodes {
+		s.awaitJoined(t, i, 3, harness.StartTimeout)
+	}
+	t.Logf("3 nodes on 3 hosts joined and healthy %s after their services were created", time.Since(start).Round(100*time.Millisecond))
+	return s
+}
+
+// node returns node i's host, and its container there.
+func (s swarmStack) node(t *testing.T, i int) (harness.Host, string) {
+	h := s.hosts.Host(config.SwarmHostname(s.cfg.Swarm.Nodes[i]))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := h.Docker(ctx, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.plan.Nodes[i].Container)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, id
+}
+
+// ctl runs rabbitmqctl in node i, as its own user, over TLS distribution.
+func (s swarmStack) ctl(t *testing.T, i int, args ...string) (string, error) {
+	h, id := s.node(t, i)
+	if id == "" {
+		return "", fmt.Errorf("no container of node %d on %s", i, h.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return h.Docker(ctx, append([]string{"exec", "--user", "rabbitmq", id, "rabbitmqctl", "-q"}, args...)...)
+}
+
+// running is the number of running cluster members node i reports.
+func (s swarmStack) running(t *testing.T, i int) int {
+	out, err := s.ctl(t, i, "eval", "length(rabbit_nodes:list_running()).")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(out))
+	return n
+}
+
+// awaitJoined waits until node i is healthy and sees want running members.
+func (s swarmStack) awaitJoined(t *testing.T, i, want int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		h, id := s.node(t, i)
+		health := ""
+		if id != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			health, _ = h.Docker(ctx, "inspect", "-f", "{{.State.Health.Status}}", id)
+			cancel()
+		}
+		if health == "healthy" && s.running(t, i) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			logs, _ := h.Docker(context.Background(), "logs", "--tail", "40", id)
+			t.Fatalf("node %d on %s: health %q, not %d running members after %s:\n%s", i, h.Name, health, want, timeout, logs)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestIntegrationSwarm runs the Swarm plan on three simulated hosts, one
+// node each, and loses a whole host under load: the cluster keeps its
+// majority, publishing through HAProxy on a surviving host goes on, no
+// confirmed message is lost, and the host's node comes back with its data
+// and its queue members. The distribution between hosts is TLS, and so are
+// AMQPS through HAProxy and the direct node endpoints, verified against
+// the stack's CA. Needs no plugins: it never skips.
+func TestIntegrationSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Docker and the local images (make images)")
+	}
+	line := harness.Lines[lineIndex("4.3-quorum")]
+	s := startSwarmStack(t, line, "rmqha-it-swarm", 243, 52390, 52400)
+	cfg := s.cfg
+	h1 := s.hosts.Hosts[0]
+
+	// The distribution between the nodes is TLS.
+	if out, err := s.ctl(t, 0, "eval", "[net_kernel:nodes_info()] =/= [] andalso init:get_argument(proto_dist)."); err != nil || !strings.Contains(out, "inet_tls") {
+		t.Errorf("node 0's distribution is not TLS: %q %v", out, err)
+	}
+	// AMQPS through HAProxy on each host, and each node's direct AMQPS
+	// endpoint, verified against the CA.
+	for _, h := range s.hosts.Hosts {
+		conn := harness.Dial(t, fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.AMQPS),
+			&tls.Config{RootCAs: s.pki.Pool, ServerName: h.IP}, time.Minute)
+		_ = conn.Close()
+	}
+	for i, h := range s.hosts.Hosts {
+		conn := harness.Dial(t, fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.NodeAMQP(i)),
+			&tls.Config{RootCAs: s.pki.Pool, ServerName: plan.NodeNames(cfg.Prefix, i).Container}, time.Minute)
+		_ = conn.Close()
+	}
+
+	// Under load through HAProxy on host 1, host 3 dies whole.
+	url := fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h1.IP, cfg.Ports.AMQP)
+	const queue = "swarm-host-loss"
+	pub := harness.StartPublisher(url, queue)
+	pub.WaitConfirmed(t, 500, time.Minute)
+	pub.ResetGap()
+	lost := s.hosts.Hosts[2]
+	killed := time.Now()
+	lost.Kill(t)
+	before, _, _ := pub.Stats()
+	pub.WaitConfirmed(t, before+500, time.Minute)
+	_, _, gap := pub.Stats()
+	survivors := s.running(t, 0)
+	t.Logf("host %s killed: publishing through %s's HAProxy went on, its longest confirm gap %s; node 0 sees %d running members",
+		lost.Name, h1.Name, gap.Round(10*time.Millisecond), survivors)
+	if gap > 5*time.Second {
+		t.Errorf("publishing stalled %s after the host loss, more than 5 s", gap)
+	}
+	if survivors != 2 {
+		t.Errorf("node 0 sees %d running members after the loss of one host of three, want 2", survivors)
+	}
+
+	// The host comes back: its node rejoins with its data, and the queue
+	// has a member on every node again.
+	lost.Boot(t)
+	s.awaitJoined(t, 2, 3, harness.StartTimeout)
+	t.Logf("host %s back: its node rejoined %s after the kill", lost.Name, time.Since(killed).Round(100*time.Millisecond))
+	h3, id := s.node(t, 2)
+	logs, _ := h3.Docker(context.Background(), "logs", id)
+	if !strings.Contains(logs, "starting RabbitMQ with its existing data") {
+		t.Errorf("node 2 did not start with its data:\n%s", logs)
+	}
+	members := 0
+	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(2 * time.Second) {
+		out, _ := s.ctl(t, 0, "eval", `{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"`+queue+`">>)), length(amqqueue:get_online_nodes(Q)).`)
+		if members, _ = strconv.Atoi(strings.TrimSpace(out)); members == 3 {
+			break
+		}
+	}
+	if members != 3 {
+		t.Errorf("the queue has %d online members after the host came back, want 3", members)
+	}
+
+	confirmed, attempted := pub.Stop()
+	got := harness.ConsumeIDs(t, url, queue, pub.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
+	lostIDs, dups := got.Check(pub.ConfirmedIDs())
+	t.Logf("%d confirmed of %d attempted, %d lost, %d duplicates", confirmed, attempted, len(lostIDs), dups)
+	if len(lostIDs) > 0 {
+		t.Errorf("%d confirmed messages lost, e.g. %v", len(lostIDs), lostIDs[:min(5, len(lostIDs))])
+	}
+}
