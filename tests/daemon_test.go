@@ -3,8 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +22,6 @@ import (
 // own, a container (images/dockerhost) whose daemon the test may restart.
 
 const (
-	// dockerHostImage is the tests' Docker host in a container.
-	dockerHostImage = "rabbitmq-ha-dockerhost:bookworm-local"
 	// daemonBudget bounds the daemon's restart: its shutdown, which waits
 	// for every container's stop (up to the longest stop timeout, 90 s for
 	// the nodes, plus 5 s), and its start. 4.3 took 86 s here.
@@ -40,9 +36,9 @@ const (
 // by its restart policy, and the cluster must re-form with its durable
 // messages.
 func daemonRestart(t *testing.T, line harness.Line) faultRow {
-	harness.RequireImages(t, dockerHostImage)
+	harness.RequireImages(t, harness.DockerHostImage)
 	host := startDockerHost(t, "rmqha-it-dockerhost-"+strings.ReplaceAll(line.Name, ".", ""), line.Image, line.HAProxy)
-	cfg := line.Config(t, "rmqha-it-daemon", 241, 50700, map[string]string{config.KeyHostIP: host.ip})
+	cfg := line.Config(t, "rmqha-it-daemon", 241, 50700, map[string]string{config.KeyHostIP: host.IP})
 	s := startFaultStack(t, line, cfg, nil)
 
 	// Durable messages nobody consumes until the cluster is back.
@@ -68,94 +64,33 @@ func daemonRestart(t *testing.T, line harness.Line) faultRow {
 	return row
 }
 
-// dockerHost is a Docker host in a container, reached over TCP at ip.
-type dockerHost struct {
-	name, ip string
-	endpoint string   // its daemon, tcp://ip:2375
-	outer    []string // the environment of the host's own docker CLI
-}
+// dockerHost is a Docker host in a container whose daemon the test may
+// restart; the test's docker CLI points at it (DOCKER_HOST).
+type dockerHost struct{ harness.Host }
 
 // startDockerHost starts a Docker host, loads images into it, and points
 // the test's docker CLI (DOCKER_HOST) at it until the test ends.
 func startDockerHost(t *testing.T, name string, images ...string) dockerHost {
-	h := dockerHost{name: name, outer: os.Environ()}
-	_, _ = harness.Docker(context.Background(), nil, "rm", "-f", "-v", name)
-	t.Cleanup(func() { _, _ = h.docker(context.Background(), "rm", "-f", "-v", name) })
-	// Not --privileged. SYS_PTRACE: without it, runc cannot enter the
-	// namespaces of a container whose process is not root (docker exec,
-	// and so every health check, fails with "error executing setns").
-	harness.MustDocker(t, "run", "-d", "--name", name, "--hostname", name,
-		"--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
-		"--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host", dockerHostImage)
-	h.ip = harness.MustDocker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
-	h.endpoint = "tcp://" + h.ip + ":2375"
-	if !h.awaitDaemon(time.Minute) {
-		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", name, h.endpoint, h.log())
-	}
-	start := time.Now()
-	save := exec.Command("docker", append([]string{"save"}, images...)...)
-	load := exec.Command("docker", "-H", h.endpoint, "load", "-q")
-	pipe, err := save.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	load.Stdin = pipe
-	if err := save.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("docker load into %s: %v: %s", name, err, out)
-	}
-	if err := save.Wait(); err != nil {
-		t.Fatalf("docker save %v: %v", images, err)
-	}
-	t.Logf("Docker host %s at %s, %v loaded in %s", name, h.ip, images, time.Since(start).Round(time.Second))
-	t.Setenv("DOCKER_HOST", h.endpoint)
-	return h
-}
-
-// docker runs the test host's own docker CLI, whatever DOCKER_HOST says.
-func (h dockerHost) docker(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = h.outer
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
-
-// answers reports whether the host's daemon answers its API.
-func (h dockerHost) answers() bool {
-	return exec.Command("docker", "-H", h.endpoint, "version").Run() == nil
-}
-
-func (h dockerHost) awaitDaemon(timeout time.Duration) bool {
-	for start := time.Now(); time.Since(start) < timeout; time.Sleep(250 * time.Millisecond) {
-		if h.answers() {
-			return true
-		}
-	}
-	return false
-}
-
-func (h dockerHost) log() string {
-	out, _ := h.docker(context.Background(), "exec", h.name, "tail", "-n", "30", "/var/log/dockerd.log")
-	return out
+	h := harness.StartHost(t, name, "", "", images...)
+	t.Setenv("DOCKER_HOST", h.Endpoint)
+	return dockerHost{h}
 }
 
 // restartDaemon stops the host's dockerd (SIGTERM, as systemctl restart
 // does), which stops every container, and waits for the daemon that the
 // host's entrypoint starts again.
 func (h dockerHost) restartDaemon(t *testing.T) string {
-	if out, err := h.docker(context.Background(), "exec", h.name, "pkill", "-TERM", "-x", "dockerd"); err != nil {
-		t.Fatalf("pkill dockerd in %s: %v: %s", h.name, err, out)
+	if out, err := h.Outer(context.Background(), "exec", h.Name, "pkill", "-TERM", "-x", "dockerd"); err != nil {
+		t.Fatalf("pkill dockerd in %s: %v: %s", h.Name, err, out)
 	}
 	stopped := time.Now()
 	// Gone first (its shutdown stops the containers), then back.
-	for time.Since(stopped) < daemonBudget && h.answers() {
+	for time.Since(stopped) < daemonBudget && h.Answers() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	gone := time.Since(stopped)
-	if !h.awaitDaemon(daemonBudget) {
-		t.Fatalf("the Docker daemon of %s was not back %s after SIGTERM: %s", h.name, daemonBudget, h.log())
+	if !h.AwaitDaemon(daemonBudget) {
+		t.Fatalf("the Docker daemon of %s was not back %s after SIGTERM: %s", h.Name, daemonBudget, h.Log())
 	}
 	return fmt.Sprintf("the daemon (SIGTERM) shut down in %s and answered again %s after the signal",
 		gone.Round(100*time.Millisecond), time.Since(stopped).Round(100*time.Millisecond))
@@ -208,11 +143,11 @@ func e2eDaemonRestart(t *testing.T, line harness.Line) {
 		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
 	}
 	pulumiCLI(t) // skips, naming what is missing, before the host starts
-	harness.RequireImages(t, dockerHostImage)
+	harness.RequireImages(t, harness.DockerHostImage)
 	host := startDockerHost(t, "rmqha-e2e-dockerhost-"+strings.ReplaceAll(line.Name, ".", ""), line.Image, line.HAProxy)
 	prefix := "rmqha-e2e-daemon-" + strings.ReplaceAll(line.Name, ".", "")
 	s := startE2E(t, "e2e-daemon-"+line.Name, prefix, line, fmt.Sprintf("10.236.%d.0/24", line.Net), 48900+100*line.Net,
-		map[string]string{config.KeyHostIP: host.ip}, nil)
+		map[string]string{config.KeyHostIP: host.IP}, nil)
 	s.up(t)
 	nodes := plan.NodeNames(prefix, 0).Container
 	before := containerStarts(t, prefix)

@@ -38,7 +38,23 @@ type Host struct {
 // and its volumes are removed before and when the test ends.
 func StartHost(t testing.TB, name, network, publish string, images ...string) Host {
 	t.Helper()
-	RequireImages(t, append([]string{DockerHostImage}, images...)...)
+	RequireImages(t, images...)
+	h := launchHost(t, name, network, publish)
+	h.await(t)
+	if len(images) > 0 {
+		start := time.Now()
+		if err := h.Load(SavedImages(t, images...)); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Docker host %s at %s, %v loaded in %s", name, h.IP, images, time.Since(start).Round(time.Second))
+	}
+	return h
+}
+
+// launchHost starts a host's container; its daemon is not up yet (await).
+func launchHost(t testing.TB, name, network, publish string) Host {
+	t.Helper()
+	RequireImages(t, DockerHostImage)
 	h := Host{Name: name, outer: os.Environ()}
 	_, _ = h.Outer(context.Background(), "rm", "-f", "-v", name)
 	t.Cleanup(func() { _, _ = h.Outer(context.Background(), "rm", "-f", "-v", name) })
@@ -63,17 +79,14 @@ func StartHost(t testing.TB, name, network, publish string, images ...string) Ho
 	}
 	h.IP = ip
 	h.Endpoint = fmt.Sprintf("tcp://%s:%d", ip, hostAPIPort)
-	if !h.AwaitDaemon(time.Minute) {
-		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", name, h.Endpoint, h.Log())
-	}
-	if len(images) > 0 {
-		start := time.Now()
-		if err := h.Load(SavedImages(t, images...)); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("Docker host %s at %s, %v loaded in %s", name, h.IP, images, time.Since(start).Round(time.Second))
-	}
 	return h
+}
+
+func (h Host) await(t testing.TB) {
+	t.Helper()
+	if !h.AwaitDaemon(time.Minute) {
+		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", h.Name, h.Endpoint, h.Log())
+	}
 }
 
 // savedImages caches `docker save` of an image set per test binary: every
@@ -136,6 +149,13 @@ func (h Host) AwaitDaemon(timeout time.Duration) bool {
 	return false
 }
 
+// Logs are a container's logs on the host, stdout and stderr, where the
+// stack's scripts log.
+func (h Host) Logs(container string) string {
+	out, _ := exec.Command("docker", "-H", h.Endpoint, "logs", "--tail", "200", container).CombinedOutput()
+	return string(out)
+}
+
 // Log is the tail of the host's dockerd log.
 func (h Host) Log() string {
 	out, _ := h.Outer(context.Background(), "exec", h.Name, "tail", "-n", "30", "/var/log/dockerd.log")
@@ -188,12 +208,16 @@ func StartSwarm(t testing.TB, prefix string, n int, apiPort int, images ...strin
 	t.Cleanup(removeNet) // after the hosts' own cleanups, which run first
 	archive := SavedImages(t, images...)
 	start := time.Now()
+	// The hosts boot together, each daemon in about 15 s.
 	for i := 1; i <= n; i++ {
 		publish := ""
 		if i == 1 {
 			publish = fmt.Sprint(apiPort)
 		}
-		s.Hosts = append(s.Hosts, StartHost(t, fmt.Sprintf("%s-h%d", prefix, i), s.Network, publish))
+		s.Hosts = append(s.Hosts, launchHost(t, fmt.Sprintf("%s-h%d", prefix, i), s.Network, publish))
+	}
+	for _, h := range s.Hosts {
+		h.await(t)
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup

@@ -1,0 +1,120 @@
+package tests
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+
+	"github.com/rabbitmq-ha/rabbitmq-ha/components"
+	"github.com/rabbitmq-ha/rabbitmq-ha/config"
+	"github.com/rabbitmq-ha/rabbitmq-ha/internal/harness"
+	"github.com/rabbitmq-ha/rabbitmq-ha/plan"
+)
+
+// TestIntegrationE2ESwarm runs the real program, through the Automation
+// API, on a Swarm of three simulated hosts, one node on each: `pulumi up`
+// against the manager (the provider's docker:host), AMQP and AMQPS through
+// HAProxy on every host verified against the exported CA, a direct node
+// endpoint over AMQPS, a whole host killed under load with nothing
+// confirmed lost, an idempotent preview, and destroy, which leaves nothing
+// of the stack on the Swarm.
+func TestIntegrationE2ESwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: runs `pulumi up`; skipped under -short")
+	}
+	cli := pulumiCLI(t)
+	line := harness.Lines[lineIndex("4.3-quorum")]
+	const prefix = "rmqha-e2e-swarm"
+	hosts := harness.StartSwarm(t, prefix, 3, 52490, line.Image, line.HAProxy)
+	var names, ips []string
+	for _, h := range hosts.Hosts {
+		names, ips = append(names, h.Name), append(ips, h.IP)
+	}
+	values := harness.TestValues(prefix, line.Image, "10.244.2.0/24", 52500)
+	values[config.KeyHAProxyImage] = line.HAProxy
+	values[config.KeyPlatform] = config.PlatformSwarm
+	values[config.KeySwarmNodes] = `["` + strings.Join(names, `","`) + `"]`
+	values[config.KeyHostIP] = hosts.Hosts[0].IP
+	values[config.KeyTLSIPAddresses] = `["` + strings.Join(ips, `","`) + `"]`
+	st, err := harness.InlineStack(context.Background(), components.Program, cli, "e2e-swarm", t.TempDir(), values, harness.TestSecrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The provider's own config names the Swarm's manager.
+	if err := st.SetConfig(context.Background(), "docker:host", auto.ConfigValue{Value: hosts.Endpoint}); err != nil {
+		t.Fatal(err)
+	}
+	s := e2eStack{Stack: st, prefix: prefix}
+	t.Cleanup(func() { hosts.RemoveStack(context.Background(), prefix) })
+
+	res := s.up(t)
+	cfg := harness.TestConfig(t, prefix, line.Image, "10.244.2.0/24", 52500, map[string]string{
+		config.KeyHAProxyImage: line.HAProxy, config.KeyPlatform: config.PlatformSwarm,
+		config.KeySwarmNodes: values[config.KeySwarmNodes], config.KeyHostIP: values[config.KeyHostIP],
+		config.KeyTLSIPAddresses: values[config.KeyTLSIPAddresses],
+	})
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(fmt.Sprint(res.Outputs["caCertPem"].Value))) {
+		t.Fatalf("caCertPem is not a PEM certificate: %v", res.Outputs["caCertPem"].Value)
+	}
+	for _, h := range hosts.Hosts {
+		for _, u := range []string{
+			fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.AMQP),
+			fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.AMQPS),
+		} {
+			conn := harness.Dial(t, u, &tls.Config{RootCAs: pool, ServerName: h.IP}, time.Minute)
+			_ = conn.Close()
+		}
+	}
+	nodeEndpoints := fmt.Sprint(res.Outputs["nodeEndpoints"].Value)
+	if !strings.Contains(nodeEndpoints, fmt.Sprintf("amqps://%s:%d/", names[1], cfg.Ports.NodeAMQP(1))) {
+		t.Errorf("nodeEndpoints %s do not name node 1's host", nodeEndpoints)
+	}
+	conn := harness.Dial(t, fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, ips[1], cfg.Ports.NodeAMQP(1)),
+		&tls.Config{RootCAs: pool, ServerName: names[1]}, time.Minute)
+	_ = conn.Close()
+	s.expectNoChanges(t)
+
+	// A whole host dies under load: nothing confirmed is lost.
+	url := fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, ips[0], cfg.Ports.AMQP)
+	const queue = "e2e-swarm-host-loss"
+	pub := harness.StartPublisher(url, queue)
+	pub.WaitConfirmed(t, 300, time.Minute)
+	pub.ResetGap()
+	hosts.Hosts[2].Kill(t)
+	before, _, _ := pub.Stats()
+	pub.WaitConfirmed(t, before+300, time.Minute)
+	_, _, gap := pub.Stats()
+	t.Logf("host %s killed: the longest confirm gap through %s's HAProxy was %s", names[2], names[0], gap.Round(10*time.Millisecond))
+	if gap > 5*time.Second {
+		t.Errorf("publishing stalled %s after the host loss, more than 5 s", gap)
+	}
+	hosts.Hosts[2].Boot(t)
+	confirmed, _ := pub.Stop()
+	got := harness.ConsumeIDs(t, url, queue, pub.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
+	lost, dups := got.Check(pub.ConfirmedIDs())
+	t.Logf("%d confirmed, %d lost, %d duplicates", confirmed, len(lost), dups)
+	if len(lost) > 0 {
+		t.Errorf("%d confirmed messages lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
+	}
+
+	start := time.Now()
+	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	t.Logf("destroy took %s", time.Since(start).Round(time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, kind := range []string{"service", "secret", "config", "network"} {
+		if left, _ := hosts.Docker(ctx, nil, kind, "ls", "-q", "--filter", "label="+plan.LabelStack+"="+prefix); left != "" {
+			t.Errorf("destroy left %ss on the Swarm: %s", kind, left)
+		}
+	}
+}
