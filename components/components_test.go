@@ -118,6 +118,11 @@ func run(t *testing.T, extra map[string]any) *mocks {
 // runWith runs the real Program with mocks, the given running containers
 // and config.
 func runWith(docker fakeDocker, extra map[string]any) (*mocks, error) {
+	return runWithOpen(docker.open, extra)
+}
+
+// runWithOpen is runWith with the program's Docker connection given.
+func runWithOpen(open OpenDocker, extra map[string]any) (*mocks, error) {
 	cfg := map[string]string{
 		"rabbitmq-ha:rabbitmqImage": "rabbitmq:3.10-local",
 		"rabbitmq-ha:erlangCookie":  testCookie,
@@ -130,7 +135,7 @@ func runWith(docker fakeDocker, extra map[string]any) (*mocks, error) {
 		cfg["rabbitmq-ha:"+k] = fmt.Sprint(v)
 	}
 	m := &mocks{}
-	err := pulumi.RunErr(ProgramWith(docker.open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
+	err := pulumi.RunErr(ProgramWith(open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
 		ri.Config = cfg
 		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users", "rabbitmq-ha:migrateFrom"}
 	})

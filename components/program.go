@@ -73,9 +73,35 @@ func ProgramWith(open OpenDocker) pulumi.RunFunc {
 // local images carry it too.
 const versionEnv = "RABBITMQ_VERSION"
 
+// serviceImages reads Swarm services' images: the version guard's source
+// on Swarm, where the manager holds the services and not their containers.
+type serviceImages interface {
+	ServiceImage(ctx context.Context, name string) (string, error)
+}
+
 // checkUpgrade runs the version guard against every node container of the
-// stack that exists, configured or not (a scale-down may be pending).
+// stack that exists, configured or not (a scale-down may be pending). On
+// Swarm it reads each node service's image tag instead.
 func checkUpgrade(ctx context.Context, cfg *config.Config, engine rolling.Engine) error {
+	if cfg.IsSwarm() {
+		s, ok := engine.(serviceImages)
+		if !ok {
+			return nil
+		}
+		for i := 0; i < config.MaxNodes; i++ {
+			name := plan.NodeNames(cfg.Prefix, i).Container
+			img, err := s.ServiceImage(ctx, name)
+			if err != nil {
+				return fmt.Errorf("version guard: inspect the service %s: %w", name, err)
+			}
+			if v := config.ImageVersion(img); img != "" && v.Known() {
+				if err := cfg.CheckUpgrade(v); err != nil {
+					return fmt.Errorf("%w (service %s runs %s)", err, name, img)
+				}
+			}
+		}
+		return nil
+	}
 	for i := 0; i < config.MaxNodes; i++ {
 		name := plan.NodeNames(cfg.Prefix, i).Container
 		c, err := engine.Inspect(ctx, name)

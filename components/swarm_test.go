@@ -1,11 +1,14 @@
 package components
 
 import (
+	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
+	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
 
 // swarmValues is a Swarm stack of three nodes on three hosts.
@@ -105,5 +108,36 @@ func TestSwarmProgram(t *testing.T) {
 				t.Errorf("%s is a config, not a secret", c.name)
 			}
 		}
+	}
+}
+
+// fakeSwarm is a Swarm manager's API in unit tests: the node services'
+// images by service name.
+type fakeSwarm struct {
+	fakeDocker
+	images map[string]string
+}
+
+func (f fakeSwarm) ServiceImage(_ context.Context, name string) (string, error) {
+	return f.images[name], nil
+}
+
+// TestSwarmVersionGuard: on Swarm the guard reads the node services' image
+// tags from the manager, and refuses a path RabbitMQ does not support
+// before anything is registered.
+func TestSwarmVersionGuard(t *testing.T) {
+	open := func(images map[string]string) OpenDocker {
+		return func(string) (rolling.Engine, error) { return fakeSwarm{fakeDocker{}, images}, nil }
+	}
+	values := maps.Clone(swarmValues)
+	m, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-1": "rabbitmq:4.1-management"}), values)
+	if err == nil || !strings.Contains(err.Error(), "4.3 is upgraded to only from 4.2") || !strings.Contains(err.Error(), "service rabbitmq-ha-dev-node-1 runs rabbitmq:4.1-management") {
+		t.Errorf("4.1 to 4.3 on Swarm: %v", err)
+	}
+	if err == nil && len(m.resources) > 0 || err != nil && len(m.resources) != 0 {
+		t.Errorf("%d resources registered before the guard refused", len(m.resources))
+	}
+	if _, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-0": "rabbitmq:4.2-management"}), values); err != nil {
+		t.Errorf("4.2 to 4.3 on Swarm refused: %v", err)
 	}
 }

@@ -77,6 +77,26 @@ func (d *Docker) Inspect(ctx context.Context, name string) (Container, error) {
 	return c, nil
 }
 
+// ServiceImage reads a Swarm service's image reference by the service's
+// name (the manager answers); a missing service gives "".
+func (d *Docker) ServiceImage(ctx context.Context, name string) (string, error) {
+	var body struct {
+		Spec struct {
+			TaskTemplate struct {
+				ContainerSpec struct{ Image string }
+			}
+		}
+	}
+	status, err := d.call(ctx, http.MethodGet, "/services/"+url.PathEscape(name), nil, &body)
+	if status == http.StatusNotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return body.Spec.TaskTemplate.ContainerSpec.Image, nil
+}
+
 // Exec implements Engine: it runs cmd as the container's user, waits for it
 // and returns its exit code with stdout and stderr interleaved.
 func (d *Docker) Exec(ctx context.Context, name string, cmd []string) (int, string, error) {
