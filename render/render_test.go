@@ -304,6 +304,18 @@ func TestSwarmFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, script, `rabbitmqctl -q -n "$node" eval "$2"`)
+	mustContain(t, script, `rabbitmqctl -q -n "$node" eval "$2"`, "connect_members &", "own_secret rabbitmq")
 	mustNotContain(t, script, "| erl_call")
+	// One host's files are untouched by any of it: a change there would
+	// replace every existing stack's containers.
+	oneHost, err := ClusterScript(ClusterData{Seed: "rabbit@s-node-0", PeerPrefix: "s-node-", MaxNodes: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotContain(t, oneHost, "own_secret", "connect_members", "rabbitmqctl -q -n \"$node\" eval")
+	haproxyScript, err := HAProxyScript(true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotContain(t, haproxyScript, "serve)", "serve STAGE")
 }
