@@ -170,15 +170,30 @@ func TestIntegrationSwarm(t *testing.T) {
 			&tls.Config{RootCAs: s.pki.Pool, ServerName: h.IP}, time.Minute)
 		_ = conn.Close()
 	}
+	const queue = "swarm-host-loss"
 	for i, h := range s.hosts.Hosts {
 		conn := harness.Dial(t, fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.NodeAMQP(i)),
 			&tls.Config{RootCAs: s.pki.Pool, ServerName: plan.NodeNames(cfg.Prefix, i).Container}, time.Minute)
+		if i == 2 {
+			// Declared on node 2, the queue's leader is node 2 (client-local):
+			// the host loss takes the leader with it.
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 		_ = conn.Close()
 	}
+	if out, _ := s.ctl(t, 0, "list_queues", "name", "leader", "--no-table-headers"); !strings.Contains(out, plan.NodeNames(cfg.Prefix, 2).Erlang) {
+		t.Fatalf("the queue's leader is not node 2: %s", out)
+	}
 
-	// Under load through HAProxy on host 1, host 3 dies whole.
+	// Under load through HAProxy on host 1, host 3 dies whole, with the
+	// queue's leader.
 	url := fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h1.IP, cfg.Ports.AMQP)
-	const queue = "swarm-host-loss"
 	// Paced: the backlog stays a few thousand messages while the host is away.
 	pub := harness.StartPacedPublisher(url, queue, 10*time.Millisecond)
 	pub.WaitConfirmed(t, 500, time.Minute)
