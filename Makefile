@@ -10,7 +10,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING := true
 PULUMI := bin/pulumi
 
-.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench bench-migration reliability smoke env secret admin-password outputs next
+.PHONY: up preview refresh destroy deps images dev-images test unit integration lint ci clean bench bench-migration bench-swarm reliability smoke env secret admin-password outputs next
 
 # The stack config Pulumi reads: the tracked Pulumi.$(STACK).yaml (plain
 # settings) merged with the generated secrets in .state/ (tools/stackconfig).
@@ -146,6 +146,10 @@ bench: images $(PULUMI)
 ## bench-migration: the blue-green move, the compose recipe on 3.10 (10,000 messages) into the stack on 4.3 (migrateFrom); writes its part of docs/BENCHMARKS.md
 bench-migration: images $(PULUMI)
 	go run ./bench -migration
+
+## bench-swarm: the stack on a Swarm of three simulated hosts (4.3): time to ready, and the loss of the host holding a queue's leader; writes its part of docs/BENCHMARKS.md
+bench-swarm: images $(PULUMI)
+	go run ./bench -swarm
 
 ## reliability: the fault matrix (partitions, HAProxy killed and restarted) on every line (LINES=all or names); writes docs/RELIABILITY.md. make test runs it on the default line
 RELIABILITY_LINES ?= all

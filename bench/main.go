@@ -39,6 +39,7 @@ func main() {
 	out := flag.String("out", "docs", "folder for BENCHMARKS.md and the chart")
 	names := flag.String("lines", "3.10-mirrored,4.3-quorum", "the lines of harness.Lines to measure, by name")
 	readyOnly := flag.Bool("ready-only", false, "time to ready and the trace only (floor, compose recipe, ours), printed; docs/ is left alone")
+	swarm := flag.Bool("swarm", false, "the stack on a Swarm of three simulated hosts only (4.3): time to ready and the loss of a whole host; writes its own part of docs/BENCHMARKS.md")
 	migration := flag.Bool("migration", false, "the blue-green move only: the compose recipe on 3.10 moved into our stack on 4.3 (migrateFrom); writes its own part of docs/BENCHMARKS.md")
 	flag.Parse()
 
@@ -46,6 +47,14 @@ func main() {
 	cert, err := testpki.New()
 	if err != nil {
 		lg.Fatal(err)
+	}
+	if *swarm {
+		table := "Machine: " + r.machine + "\n\n" + measureSwarm(harness.Lines[len(harness.Lines)-1], *runs).markdown()
+		fmt.Print(table)
+		if err := writeSection(*out, "More than one host (Swarm)", swarmBegin, swarmEnd, table); err != nil {
+			lg.Fatal(err)
+		}
+		return
 	}
 	if *migration {
 		m, err := measureMigration(cert, harness.Lines[0], harness.Lines[len(harness.Lines)-1])

@@ -248,15 +248,21 @@ func consumeAll(url, queue string) map[string]int {
 // writeMigration puts the move's table in docs/BENCHMARKS.md, between its
 // own markers (make bench leaves them alone).
 func writeMigration(out string, table string) error {
+	return writeSection(out, "The blue-green move (migrateFrom)", migrationBegin, migrationEnd, table)
+}
+
+// writeSection replaces the generated part of a section of BENCHMARKS.md,
+// between its markers, or appends the section under heading.
+func writeSection(out, heading, begin, end, table string) error {
 	doc := filepath.Join(out, "BENCHMARKS.md")
 	old, _ := os.ReadFile(doc)
-	gen := migrationBegin + "\n" + table + migrationEnd
+	gen := begin + "\n" + table + end
 	s := string(old)
-	i, j := strings.Index(s, migrationBegin), strings.Index(s, migrationEnd)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i < 0 || j < i {
-		s = strings.TrimRight(s, "\n") + "\n\n## The blue-green move (migrateFrom)\n\n" + gen + "\n"
+		s = strings.TrimRight(s, "\n") + "\n\n## " + heading + "\n\n" + gen + "\n"
 	} else {
-		s = s[:i] + gen + s[j+len(migrationEnd):]
+		s = s[:i] + gen + s[j+len(end):]
 	}
 	return os.WriteFile(doc, []byte(s), 0o644)
 }

@@ -1,6 +1,8 @@
 package components
 
 import (
+	"time"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/rabbitmq-ha/rabbitmq-ha/config"
@@ -135,7 +137,7 @@ func (c *Cluster) onSwarm(ctx *pulumi.Context, name string, cfg *config.Config, 
 	if _, err := NewBroker(ctx, name+"-broker", &BrokerArgs{
 		Config:        cfg,
 		Plan:          p.Broker,
-		ManagementURL: pulumi.String(p.Endpoints.Management),
+		ManagementURL: awaitServing(ctx, p.Endpoints.Management, lb.ID(), time.Duration(cfg.StartTimeoutSeconds)*time.Second),
 		DependsOn:     append(swarmResources(nodes.Services), lb),
 	}, parent); err != nil {
 		return err

@@ -121,8 +121,9 @@ func runWith(docker fakeDocker, extra map[string]any) (*mocks, error) {
 	return runWithOpen(docker.open, extra)
 }
 
-// runWithOpen is runWith with the program's Docker connection given.
-func runWithOpen(open OpenDocker, extra map[string]any) (*mocks, error) {
+// runWithOpen is runWith with the program's Docker connection given, and
+// changes to the run's info (a preview: DryRun).
+func runWithOpen(open OpenDocker, extra map[string]any, edit ...func(*pulumi.RunInfo)) (*mocks, error) {
 	cfg := map[string]string{
 		"rabbitmq-ha:rabbitmqImage": "rabbitmq:3.10-local",
 		"rabbitmq-ha:erlangCookie":  testCookie,
@@ -138,6 +139,9 @@ func runWithOpen(open OpenDocker, extra map[string]any) (*mocks, error) {
 	err := pulumi.RunErr(ProgramWith(open), pulumi.WithMocks("rabbitmq-ha", "dev", m), func(ri *pulumi.RunInfo) {
 		ri.Config = cfg
 		ri.ConfigSecretKeys = []string{"rabbitmq-ha:erlangCookie", "rabbitmq-ha:adminPassword", "rabbitmq-ha:statsPassword", "rabbitmq-ha:users", "rabbitmq-ha:migrateFrom"}
+		for _, e := range edit {
+			e(ri)
+		}
 	})
 	return m, err
 }

@@ -3,8 +3,10 @@ package components
 import (
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"path"
 	"strconv"
+	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -151,17 +153,20 @@ func serviceArgs(s plan.ContainerSpec, in serviceInputs, files swarmMounts) *doc
 		UpdateConfig: docker.ServiceUpdateConfigArgs{
 			Parallelism: pulumi.Int(1), Order: pulumi.String("stop-first"), FailureAction: pulumi.String("pause"),
 		},
-		// `pulumi up` returns once every task runs, healthy: a task with a
-		// health check is running only once it passes.
-		ConvergeConfig: docker.ServiceConvergeConfigArgs{
-			Delay: pulumi.String("1s"), Timeout: pulumi.String(strconv.Itoa(in.startTimeoutSeconds) + "s"),
-		},
 	}
 	endpoint := docker.ServiceEndpointSpecArgs{Ports: servicePorts(s.Ports, in.publish)}
 	if in.global {
+		// The provider refuses a converge config on a global service
+		// ("converge_config conflicts with mode.0.global", measured): the
+		// stack waits for HAProxy itself (awaitServing).
 		a.Mode = docker.ServiceModeArgs{Global: pulumi.Bool(true)}
 		endpoint.Mode = pulumi.String("vip")
 	} else {
+		// `pulumi up` returns once the task runs, healthy: a task with a
+		// health check is running only once it passes.
+		a.ConvergeConfig = docker.ServiceConvergeConfigArgs{
+			Delay: pulumi.String("1s"), Timeout: pulumi.String(strconv.Itoa(in.startTimeoutSeconds) + "s"),
+		}
 		a.Mode = docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}}
 		// A node's name resolves to its task, and only while it runs, as a
 		// container's does on one host: the cluster script finds its peers so.
@@ -281,6 +286,30 @@ func NewSwarmLoadBalancer(ctx *pulumi.Context, name string, cfg *config.Config, 
 		startTimeoutSeconds: cfg.StartTimeoutSeconds,
 		content:             map[string]pulumi.StringInput{plan.CertBundlePath: pki.ServerPEM, plan.HAProxyNodeCAFile: pki.CACertPEM},
 	}, opts...)
+}
+
+// awaitServing is the management URL once HAProxy, at the address the
+// outputs name, answers through it with a node's reply (any HTTP status:
+// no credentials are sent), as HAProxy's own health check asks; or an
+// error after the start timeout. The broker settings go through it. A
+// preview does not wait.
+func awaitServing(ctx *pulumi.Context, url string, after pulumi.IDOutput, timeout time.Duration) pulumi.StringOutput {
+	return after.ApplyT(func(pulumi.ID) (string, error) {
+		if ctx.DryRun() {
+			return url, nil
+		}
+		client := &http.Client{Timeout: 5 * time.Second}
+		var last error
+		for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+			resp, err := client.Get(url + "/api/overview")
+			if err == nil {
+				resp.Body.Close()
+				return url, nil
+			}
+			last = err
+		}
+		return "", fmt.Errorf("HAProxy did not answer at %s within %s: %v", url, timeout, last)
+	}).(pulumi.StringOutput)
 }
 
 // swarmResources lists services as resources, for DependsOn.

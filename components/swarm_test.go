@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
 	"github.com/rabbitmq-ha/rabbitmq-ha/render"
 	"github.com/rabbitmq-ha/rabbitmq-ha/rolling"
 )
@@ -23,7 +25,11 @@ var swarmValues = map[string]any{
 // before it, HAProxy on every host, the secrets as Swarm secrets (root's or
 // rabbitmq's, read-only), and no container at all.
 func TestSwarmProgram(t *testing.T) {
-	m := run(t, swarmValues)
+	// A preview: an up would wait for HAProxy to answer (awaitServing).
+	m, err := runWithOpen(fakeDocker{}.open, swarmValues, preview)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for typ, n := range map[string]int{
 		"docker:index/network:Network":                  1,
 		"docker:index/service:Service":                  4,
@@ -65,6 +71,9 @@ func TestSwarmProgram(t *testing.T) {
 		if replicas != 1 || update["parallelism"].NumberValue() != 1 || update["order"].StringValue() != "stop-first" {
 			t.Errorf("%s: %v replicas, update %v", name, replicas, update)
 		}
+		if _, ok := s.inputs["convergeConfig"]; !ok {
+			t.Errorf("%s: no converge config: up would not wait for it to run healthy", name)
+		}
 		if previous != "" && !slices.ContainsFunc(s.deps, func(d string) bool { return strings.HasSuffix(d, "::"+previous) }) {
 			t.Errorf("%s does not wait for %s: deps %v", name, previous, s.deps)
 		}
@@ -90,6 +99,10 @@ func TestSwarmProgram(t *testing.T) {
 	h := services["rabbitmq-haproxy"]
 	if !h.inputs["mode"].ObjectValue()["global"].BoolValue() {
 		t.Errorf("HAProxy is not global: %v", h.inputs["mode"])
+	}
+	// The provider refuses a converge config on a global service.
+	if _, ok := h.inputs["convergeConfig"]; ok {
+		t.Errorf("HAProxy, a global service, has a converge config: %v", h.inputs["convergeConfig"])
 	}
 	for _, p := range h.inputs["endpointSpec"].ObjectValue()["ports"].ArrayValue() {
 		if p.ObjectValue()["publishMode"].StringValue() != "host" {
@@ -130,14 +143,17 @@ func TestSwarmVersionGuard(t *testing.T) {
 		return func(string) (rolling.Engine, error) { return fakeSwarm{fakeDocker{}, images}, nil }
 	}
 	values := maps.Clone(swarmValues)
-	m, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-1": "rabbitmq:4.1-management"}), values)
+	m, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-1": "rabbitmq:4.1-management"}), values, preview)
 	if err == nil || !strings.Contains(err.Error(), "4.3 is upgraded to only from 4.2") || !strings.Contains(err.Error(), "service rabbitmq-ha-dev-node-1 runs rabbitmq:4.1-management") {
 		t.Errorf("4.1 to 4.3 on Swarm: %v", err)
 	}
 	if err == nil && len(m.resources) > 0 || err != nil && len(m.resources) != 0 {
 		t.Errorf("%d resources registered before the guard refused", len(m.resources))
 	}
-	if _, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-0": "rabbitmq:4.2-management"}), values); err != nil {
+	if _, err := runWithOpen(open(map[string]string{"rabbitmq-ha-dev-node-0": "rabbitmq:4.2-management"}), values, preview); err != nil {
 		t.Errorf("4.2 to 4.3 on Swarm refused: %v", err)
 	}
 }
+
+// preview makes a mock run a preview.
+func preview(ri *pulumi.RunInfo) { ri.DryRun = true }

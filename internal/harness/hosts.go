@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,26 +39,30 @@ type Host struct {
 // and its volumes are removed before and when the test ends.
 func StartHost(t testing.TB, name, network, publish string, images ...string) Host {
 	t.Helper()
-	RequireImages(t, images...)
-	h := launchHost(t, name, network, publish)
-	h.await(t)
-	if len(images) > 0 {
+	RequireImages(t, append([]string{DockerHostImage}, images...)...)
+	h, err := newHost(name, network, publish)
+	t.Cleanup(h.remove)
+	if err == nil {
+		err = h.await()
+	}
+	if err == nil && len(images) > 0 {
 		start := time.Now()
-		if err := h.Load(SavedImages(t, images...)); err != nil {
-			t.Fatal(err)
+		var archive string
+		if archive, err = saveImages(images...); err == nil {
+			err = h.Load(archive)
 		}
 		t.Logf("Docker host %s at %s, %v loaded in %s", name, h.IP, images, time.Since(start).Round(time.Second))
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return h
 }
 
-// launchHost starts a host's container; its daemon is not up yet (await).
-func launchHost(t testing.TB, name, network, publish string) Host {
-	t.Helper()
-	RequireImages(t, DockerHostImage)
+// newHost starts a host's container; its daemon is not up yet (await).
+func newHost(name, network, publish string) (Host, error) {
 	h := Host{Name: name, outer: os.Environ()}
-	_, _ = h.Outer(context.Background(), "rm", "-f", "-v", name)
-	t.Cleanup(func() { _, _ = h.Outer(context.Background(), "rm", "-f", "-v", name) })
+	h.remove()
 	// SYS_PTRACE: without it, runc cannot enter the namespaces of a
 	// container whose process is not root (docker exec, and so every
 	// health check, fails with "error executing setns").
@@ -71,45 +76,47 @@ func launchHost(t testing.TB, name, network, publish string) Host {
 		args = append(args, "-p", "127.0.0.1:"+publish+":"+fmt.Sprint(hostAPIPort))
 	}
 	if out, err := h.Outer(context.Background(), append(args, DockerHostImage)...); err != nil {
-		t.Fatalf("start the Docker host %s: %v: %s", name, err, out)
+		return h, fmt.Errorf("start the Docker host %s: %w: %s", name, err, out)
 	}
 	ip, err := h.Outer(context.Background(), "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
 	if err != nil {
-		t.Fatal(err)
+		return h, fmt.Errorf("inspect the Docker host %s: %w: %s", name, err, ip)
 	}
 	h.IP = ip
 	h.Endpoint = fmt.Sprintf("tcp://%s:%d", ip, hostAPIPort)
-	return h
+	return h, nil
 }
 
-func (h Host) await(t testing.TB) {
-	t.Helper()
+// remove removes the host and its disk.
+func (h Host) remove() { _, _ = h.Outer(context.Background(), "rm", "-f", "-v", h.Name) }
+
+func (h Host) await() error {
 	if !h.AwaitDaemon(time.Minute) {
-		t.Fatalf("the Docker host %s did not answer at %s within a minute: %s", h.Name, h.Endpoint, h.Log())
+		return fmt.Errorf("the Docker host %s did not answer at %s within a minute: %s", h.Name, h.Endpoint, h.Log())
 	}
+	return nil
 }
 
-// savedImages caches `docker save` of an image set per test binary: every
-// host of a Swarm loads the same file.
+// savedImages caches `docker save` of an image set per process: every
+// host loads the same file.
 var savedImages sync.Map
 
-// SavedImages is a `docker save` archive of the images.
-func SavedImages(t testing.TB, images ...string) string {
-	t.Helper()
+// saveImages is a `docker save` archive of the images.
+func saveImages(images ...string) (string, error) {
 	key := strings.Join(images, " ")
 	if p, ok := savedImages.Load(key); ok {
-		return p.(string)
+		return p.(string), nil
 	}
 	dir, err := os.MkdirTemp("", "rabbitmq-ha-images-")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	path := filepath.Join(dir, "images.tar")
 	if out, err := exec.Command("docker", append([]string{"save", "-o", path}, images...)...).CombinedOutput(); err != nil {
-		t.Fatalf("docker save %v: %v: %s", images, err, out)
+		return "", fmt.Errorf("docker save %v: %w: %s", images, err, out)
 	}
 	savedImages.Store(key, path)
-	return path
+	return path, nil
 }
 
 // Load loads a `docker save` archive into the host.
@@ -192,64 +199,89 @@ type SwarmHosts struct {
 	Network string
 }
 
-// StartSwarm starts n hosts, <prefix>-h1 to -h<n>, on a bridge network of
-// their own, loads the images into each, and forms a Swarm: the first host
-// is its manager, whose API is published on 127.0.0.1:apiPort (Endpoint).
-// Everything is removed before and when the test ends, failed or not.
+// StartSwarm is NewSwarm for a test: everything is removed before and
+// when the test ends, failed or not.
 func StartSwarm(t testing.TB, prefix string, n int, apiPort int, images ...string) *SwarmHosts {
 	t.Helper()
-	s := &SwarmHosts{Network: prefix + "-hosts"}
-	removeNet := func() { _, _ = Docker(context.Background(), nil, "network", "rm", s.Network) }
-	for i := 1; i <= n; i++ {
-		_, _ = Docker(context.Background(), nil, "rm", "-f", "-v", fmt.Sprintf("%s-h%d", prefix, i))
-	}
-	removeNet()
-	MustDocker(t, "network", "create", "--label", "org.rabbitmq-ha.test="+prefix, s.Network)
-	t.Cleanup(removeNet) // after the hosts' own cleanups, which run first
-	archive := SavedImages(t, images...)
+	RequireImages(t, append([]string{DockerHostImage}, images...)...)
 	start := time.Now()
-	// The hosts boot together, each daemon in about 15 s.
-	for i := 1; i <= n; i++ {
+	s, remove, err := NewSwarm(prefix, n, apiPort, images...)
+	t.Cleanup(remove)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a Swarm of %d hosts, %v loaded into each, manager %s at %s, ready in %s",
+		n, images, s.Hosts[0].Name, s.Endpoint, time.Since(start).Round(time.Second))
+	return s
+}
+
+// NewSwarm starts n hosts, <prefix>-h1 to -h<n>, on a bridge network of
+// their own, loads the images into each, and forms a Swarm: the first host
+// is its manager, whose API is published on 127.0.0.1:apiPort (Endpoint).
+// It returns what removes it all, hosts and network; on an error, too.
+func NewSwarm(prefix string, n int, apiPort int, images ...string) (*SwarmHosts, func(), error) {
+	s := &SwarmHosts{Network: prefix + "-hosts", Swarm: Swarm{Endpoint: "tcp://127.0.0.1:" + fmt.Sprint(apiPort)}}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-h%d", prefix, i+1)
+	}
+	remove := func() {
+		for _, name := range names {
+			Host{Name: name, outer: os.Environ()}.remove()
+		}
+		_, _ = Docker(context.Background(), nil, "network", "rm", s.Network)
+	}
+	remove()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := Docker(ctx, nil, "network", "create", "--label", "org.rabbitmq-ha.test="+prefix, s.Network); err != nil {
+		return s, remove, err
+	}
+	archive, err := saveImages(images...)
+	if err != nil {
+		return s, remove, err
+	}
+	// The hosts boot together, each daemon in about 15 s, and load together.
+	for i, name := range names {
 		publish := ""
-		if i == 1 {
+		if i == 0 {
 			publish = fmt.Sprint(apiPort)
 		}
-		s.Hosts = append(s.Hosts, launchHost(t, fmt.Sprintf("%s-h%d", prefix, i), s.Network, publish))
-	}
-	for _, h := range s.Hosts {
-		h.await(t)
+		h, err := newHost(name, s.Network, publish)
+		if err != nil {
+			return s, remove, err
+		}
+		s.Hosts = append(s.Hosts, h)
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, h := range s.Hosts {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = h.Load(archive) }()
+		go func() {
+			defer wg.Done()
+			if errs[i] = h.await(); errs[i] == nil {
+				errs[i] = h.Load(archive)
+			}
+		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := errors.Join(errs...); err != nil {
+		return s, remove, err
 	}
-	t.Logf("%d hosts started, %v loaded into each, in %s", n, images, time.Since(start).Round(time.Second))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	m := s.Hosts[0]
 	if _, err := m.Docker(ctx, "swarm", "init", "--advertise-addr", m.IP); err != nil {
-		t.Fatal(err)
+		return s, remove, err
 	}
 	token, err := m.Docker(ctx, "swarm", "join-token", "-q", "worker")
 	if err != nil {
-		t.Fatal(err)
+		return s, remove, err
 	}
 	for _, h := range s.Hosts[1:] {
 		if _, err := h.Docker(ctx, "swarm", "join", "--token", token, m.IP+":2377"); err != nil {
-			t.Fatal(err)
+			return s, remove, err
 		}
 	}
-	s.Endpoint = "tcp://127.0.0.1:" + fmt.Sprint(apiPort)
-	t.Logf("a Swarm of %d hosts, manager %s at %s", n, m.Name, s.Endpoint)
-	return s
+	return s, remove, nil
 }
 
 // Host returns the host of a Swarm node hostname.
