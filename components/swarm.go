@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -113,11 +114,12 @@ func serviceArgs(s plan.ContainerSpec, in serviceInputs, files swarmMounts) *doc
 		// Swarm's args are Docker's command: the image's entrypoint stays.
 		c.Args = pulumi.ToStringArray(s.Command)
 	}
-	if len(s.Env) > 0 {
-		c.Env = pulumi.ToStringMap(s.Env)
-	}
+	// Explicit even when empty: left out, each reads back as a change on
+	// every preview (measured).
+	c.Env = pulumi.ToStringMap(s.Env)
+	c.Sysctl = pulumi.StringMap{}
 	if s.StopTimeoutSeconds > 0 {
-		c.StopGracePeriod = pulumi.String(strconv.Itoa(s.StopTimeoutSeconds) + "s")
+		c.StopGracePeriod = pulumi.String(swarmDuration(time.Duration(s.StopTimeoutSeconds) * time.Second))
 	}
 	if s.Volume != "" {
 		c.Mounts = docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
@@ -133,8 +135,12 @@ func serviceArgs(s plan.ContainerSpec, in serviceInputs, files swarmMounts) *doc
 	task := docker.ServiceTaskSpecArgs{
 		ContainerSpec:     c,
 		NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{docker.ServiceTaskSpecNetworksAdvancedArgs{Name: in.network}},
-		RestartPolicy:     docker.ServiceTaskSpecRestartPolicyArgs{Condition: pulumi.String(plan.SwarmRestart(s.Restart))},
-		LogDriver:         docker.ServiceTaskSpecLogDriverArgs{Name: pulumi.String(logDriver), Options: pulumi.ToStringMap(logOpts)},
+		RestartPolicy: docker.ServiceTaskSpecRestartPolicyArgs{
+			Condition: pulumi.String(plan.SwarmRestart(s.Restart)),
+			// Docker's own, which the provider reads back.
+			Delay: pulumi.String("0s"), Window: pulumi.String("0s"),
+		},
+		LogDriver: docker.ServiceTaskSpecLogDriverArgs{Name: pulumi.String(logDriver), Options: pulumi.ToStringMap(logOpts)},
 	}
 	if s.Placement != "" {
 		task.Placement = docker.ServiceTaskSpecPlacementArgs{Constraints: pulumi.ToStringArray([]string{s.Placement})}
@@ -193,11 +199,25 @@ func serviceHealthArgs(h *plan.HealthSpec) docker.ServiceTaskSpecContainerSpecHe
 	}
 	return docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
 		Tests:       pulumi.ToStringArray(h.Test),
-		Interval:    pulumi.String(h.Interval.String()),
-		Timeout:     pulumi.String(h.Timeout.String()),
-		StartPeriod: pulumi.String(h.StartPeriod.String()),
+		Interval:    pulumi.String(swarmDuration(h.Interval)),
+		Timeout:     pulumi.String(swarmDuration(h.Timeout)),
+		StartPeriod: pulumi.String(swarmDuration(h.StartPeriod)),
 		Retries:     pulumi.Int(h.Retries),
 	}
+}
+
+// swarmDuration writes a duration as the provider reads a service's back:
+// no zero units ("5m", "1m30s", not "5m0s", "90s"), or every preview shows
+// a change.
+func swarmDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func serviceLabels(m map[string]string) docker.ServiceLabelArray {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -157,3 +158,13 @@ func TestSwarmVersionGuard(t *testing.T) {
 
 // preview makes a mock run a preview.
 func preview(ri *pulumi.RunInfo) { ri.DryRun = true }
+
+func TestSwarmDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		5 * time.Minute: "5m", 90 * time.Second: "1m30s", time.Second: "1s", 2 * time.Hour: "2h", 500 * time.Millisecond: "500ms",
+	} {
+		if got := swarmDuration(d); got != want {
+			t.Errorf("swarmDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

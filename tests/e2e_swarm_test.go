@@ -115,6 +115,37 @@ func TestIntegrationE2ESwarm(t *testing.T) {
 		t.Errorf("%d confirmed messages lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
 	}
 
+	// A rolling image replacement across the hosts under load: the node
+	// services update one after another, each waiting for the one before
+	// to run healthy, so no two nodes are ever down together.
+	image := harness.RelabelImage(t, line.Image, line.Image+"-swarm-rolling")
+	if err := hosts.LoadImages(image); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetConfig(context.Background(), "rabbitmq-ha:"+config.KeyRabbitMQImage, auto.ConfigValue{Value: image}); err != nil {
+		t.Fatal(err)
+	}
+	const rollQueue = "e2e-swarm-rolling"
+	roll := harness.StartPacedPublisher(url, rollQueue, 10*time.Millisecond)
+	roll.WaitConfirmed(t, 200, time.Minute)
+	roll.ResetGap()
+	s.up(t)
+	_, _, rollGap := roll.Stats()
+	rolled, _ := roll.Stop()
+	gotRoll := harness.ConsumeIDs(t, url, rollQueue, roll.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
+	lostRoll, dupsRoll := gotRoll.Check(roll.ConfirmedIDs())
+	t.Logf("rolling image replacement under load: %d confirmed, %d lost, %d duplicates, longest confirm gap %s",
+		rolled, len(lostRoll), dupsRoll, rollGap.Round(10*time.Millisecond))
+	if len(lostRoll) > 0 {
+		t.Errorf("%d confirmed messages lost in the rolling replacement, e.g. %v", len(lostRoll), lostRoll[:min(5, len(lostRoll))])
+	}
+	for i := range names {
+		if img, _ := hosts.Docker(context.Background(), nil, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", plan.NodeNames(prefix, i).Container); !strings.HasPrefix(img, image) {
+			t.Errorf("node %d's service runs %q after the replacement, want %s", i, img, image)
+		}
+	}
+	s.expectNoChanges(t)
+
 	start := time.Now()
 	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)

@@ -293,3 +293,19 @@ func (s *SwarmHosts) Host(name string) Host {
 	}
 	panic("no host " + name)
 }
+
+// LoadImages loads images from this machine into every host of the Swarm.
+func (s *SwarmHosts) LoadImages(images ...string) error {
+	archive, err := saveImages(images...)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(s.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range s.Hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = h.Load(archive) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
