@@ -548,6 +548,7 @@ func TestSwarmValidation(t *testing.T) {
 		{"bad label", swarm(set(KeySwarmNodes, `["h1","zone=","h3"]`)), []string{`swarmNodes[1]: "zone=" is not label=value`}},
 		{"bad publish mode", swarm(set(KeyHAProxyPublish, "mesh")), []string{`haproxyPublishMode: "mesh" must be host (each host's own ports) or ingress`}},
 		{"mirrored", swarm(set(KeyRabbitMQImage, "rabbitmq:3.10-management")), []string{`platform: "swarm" runs quorum queues only, and haMode is mirrored`}},
+		{"Mnesia line", swarm(set(KeyRabbitMQImage, "rabbitmq:4.0-management")), []string{`platform: "swarm" runs RabbitMQ 4.3 or newer (Khepri), and image rabbitmq:4.0-management is 4.0`}},
 		{"static node IPs", swarm(set(KeyNodeIPs, `["10.9.0.10"]`)), []string{`nodeIPs: "[\"10.9.0.10\"]" cannot be set with platform swarm`}},
 		{"static HAProxy IP", swarm(set(KeyHAProxyIP, "10.9.0.2")), []string{`haproxyIP: "10.9.0.2" cannot be set with platform swarm`}},
 	}

@@ -53,8 +53,12 @@ func (c *Config) validatePlatform(v *validator) {
 	if c.Swarm.PublishMode != PublishHost && c.Swarm.PublishMode != PublishIngress {
 		v.fail(KeyHAProxyPublish, q(c.Swarm.PublishMode), "must be host (each host's own ports) or ingress (Swarm's routing mesh)")
 	}
-	if c.HAMode != HAModeQuorum {
-		v.fail(KeyPlatform, q(c.Platform), fmt.Sprintf("runs quorum queues only, and haMode is %s: the nodes talk over TLS distribution, which the mirrored handover's erl_call does not speak; use a 4.x image", c.HAMode))
+	switch {
+	case c.HAMode != HAModeQuorum:
+		v.fail(KeyPlatform, q(c.Platform), fmt.Sprintf("runs quorum queues only, and haMode is %s: the nodes talk over TLS distribution, which the mirrored handover's erl_call does not speak; use a %s image", c.HAMode, KhepriOnlySince))
+	case !c.Khepri():
+		v.fail(KeyPlatform, q(c.Platform), fmt.Sprintf("runs RabbitMQ %s or newer (Khepri), and image %s is %s: a Mnesia line's partition watch asks its node every %s, which under TLS distribution boots an Erlang VM each time (rabbitmqctl, where erl_call cannot speak TLS)",
+			KhepriOnlySince, c.RabbitMQImage, c.RabbitMQVersion, "5 s"))
 	}
 	if c.MigrateFrom != nil {
 		v.fail(KeyMigrateFrom, "(set)", "is not supported with platform swarm: move onto a stack on one Docker host first, or into the Swarm stack from a host the Swarm reaches with a shovel of your own")

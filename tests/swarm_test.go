@@ -149,13 +149,28 @@ func (s swarmStack) awaitJoined(t *testing.T, i, want int, timeout time.Duration
 // confirmed message is lost, and the host's node comes back with its data
 // and its queue members. The distribution between hosts is TLS, and so are
 // AMQPS through HAProxy and the direct node endpoints, verified against
-// the stack's CA. Needs no plugins: it never skips.
+// the stack's CA. On every Khepri line (Swarm runs no other) that
+// -e2e.lines selects. Needs no plugins: it never skips.
 func TestIntegrationSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Docker and the local images (make images)")
 	}
-	line := harness.Lines[lineIndex("4.3-quorum")]
-	s := startSwarmStack(t, line, "rmqha-it-swarm", 243, 52390, 52400)
+	// Its hosts are its own, and it never points DOCKER_HOST anywhere: it
+	// runs in the parallel pool.
+	parallelTest(t)
+	for _, line := range selectLines(t, "e2e.lines", *e2eLines) {
+		if !line.Config(t, "rmqha-it-swarm-probe", 243, 52400, nil).Khepri() {
+			continue // Swarm runs Khepri lines only (config, platform)
+		}
+		t.Run(line.Name, func(t *testing.T) {
+			parallelLine(t)
+			swarmHostLoss(t, line)
+		})
+	}
+}
+
+func swarmHostLoss(t *testing.T, line harness.Line) {
+	s := startSwarmStack(t, line, "rmqha-it-swarm-"+strings.ReplaceAll(strings.TrimSuffix(line.Name, "-quorum"), ".", ""), 243, 52390+line.Net, 52400)
 	cfg := s.cfg
 	h1 := s.hosts.Hosts[0]
 
