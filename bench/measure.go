@@ -60,16 +60,7 @@ type failoverResult struct {
 }
 
 // trace lists a publisher's events from t0 on, with times from t0.
-func trace(pub *harness.Publisher, t0 time.Time) []string {
-	var out []string
-	for _, e := range pub.Events() {
-		if e.At.Before(t0) {
-			continue
-		}
-		out = append(out, fmt.Sprintf("+%.2f s %s", e.At.Sub(t0).Seconds(), e.What))
-	}
-	return out
-}
+func trace(pub *harness.Publisher, t0 time.Time) []string { return pub.Trace(t0) }
 
 // failover runs a publisher with confirms through HAProxy, kills the node
 // behind its connection (where the queue's leader lives too, as the queue was

@@ -98,11 +98,12 @@ func TestIntegrationE2ESwarm(t *testing.T) {
 	pub := harness.StartPacedPublisher(url, queue, 10*time.Millisecond)
 	pub.WaitConfirmed(t, 300, time.Minute)
 	pub.ResetGap()
+	killed := time.Now()
 	hosts.Hosts[1].Kill(t)
 	before, _, _ := pub.Stats()
 	pub.WaitConfirmed(t, before+300, time.Minute)
 	_, _, gap := pub.Stats()
-	t.Logf("host %s killed: the longest confirm gap through %s's HAProxy was %s", names[1], names[0], gap.Round(10*time.Millisecond))
+	t.Logf("host %s killed: the longest confirm gap through %s's HAProxy was %s; the publisher: %v", names[1], names[0], gap.Round(10*time.Millisecond), pub.Trace(killed))
 	if gap > 5*time.Second {
 		t.Errorf("publishing stalled %s after the host loss, more than 5 s", gap)
 	}

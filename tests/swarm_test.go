@@ -94,6 +94,41 @@ func (s swarmStack) node(t *testing.T, i int) (harness.Host, string) {
 	return h, id
 }
 
+// nodeOfConnection is the index of the node that serves the connection
+// named name (the publisher names its connection after its queue).
+func (s swarmStack) nodeOfConnection(t *testing.T, name string) int {
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(time.Second) {
+		out, _ := s.ctl(t, 0, "list_connections", "node", "client_properties", "--no-table-headers")
+		for _, l := range strings.Split(out, "\n") {
+			if !strings.Contains(l, name) {
+				continue
+			}
+			for i, n := range s.plan.Nodes {
+				if strings.HasPrefix(strings.TrimSpace(l), n.Erlang) {
+					return i
+				}
+			}
+		}
+	}
+	t.Fatalf("no connection named %s", name)
+	return -1
+}
+
+// haproxyEvents are HAProxy's log lines on host h about servers going down
+// or up since t0.
+func (s swarmStack) haproxyEvents(t *testing.T, h harness.Host, t0 time.Time) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, _ := h.Docker(ctx, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.plan.HAProxy.Spec.Name)
+	var out []string
+	for _, l := range strings.Split(h.Logs(id), "\n") {
+		if strings.Contains(l, "is DOWN") || strings.Contains(l, "is UP") || strings.Contains(l, "DNS") || strings.Contains(l, "MAINT") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // ctl runs rabbitmqctl in node i, as its own user, over TLS distribution.
 func (s swarmStack) ctl(t *testing.T, i int, args ...string) (string, error) {
 	h, id := s.node(t, i)
@@ -185,43 +220,49 @@ func swarmHostLoss(t *testing.T, line harness.Line) {
 			&tls.Config{RootCAs: s.pki.Pool, ServerName: h.IP}, time.Minute)
 		_ = conn.Close()
 	}
-	const queue = "swarm-host-loss"
 	for i, h := range s.hosts.Hosts {
 		conn := harness.Dial(t, fmt.Sprintf("amqps://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.NodeAMQP(i)),
 			&tls.Config{RootCAs: s.pki.Pool, ServerName: plan.NodeNames(cfg.Prefix, i).Container}, time.Minute)
-		if i == 2 {
-			// Declared on node 2, the queue's leader is node 2 (client-local):
-			// the host loss takes the leader with it.
-			ch, err := conn.Channel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
 		_ = conn.Close()
 	}
-	if out, _ := s.ctl(t, 0, "list_queues", "name", "leader", "--no-table-headers"); !strings.Contains(out, plan.NodeNames(cfg.Prefix, 2).Erlang) {
-		t.Fatalf("the queue's leader is not node 2: %s", out)
-	}
 
-	// Under load through HAProxy on host 1, host 3 dies whole, with the
-	// queue's leader.
+	// The worst host loss: the host of the node that serves the publisher's
+	// connection through HAProxy and leads its queue (declared by that
+	// connection: client-local). The publisher goes through host 1's
+	// HAProxy, so its node must be on another host: a connection that lands
+	// on node 0 is dropped with its queue, and the next one tried.
 	url := fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h1.IP, cfg.Ports.AMQP)
-	// Paced: the backlog stays a few thousand messages while the host is away.
-	pub := harness.StartPacedPublisher(url, queue, 10*time.Millisecond)
+	const queue = "swarm-host-loss"
+	var pub *harness.Publisher
+	victim := 0
+	for attempt := 1; victim == 0; attempt++ {
+		if attempt > 8 {
+			t.Fatal("8 connections through HAProxy all landed on node 0")
+		}
+		// Paced: the backlog stays a few thousand messages while the host is away.
+		pub = harness.StartPacedPublisher(url, queue, 10*time.Millisecond)
+		pub.WaitConfirmed(t, 100, time.Minute)
+		if victim = s.nodeOfConnection(t, queue); victim == 0 {
+			pub.Stop()
+			if out, err := s.ctl(t, 0, "delete_queue", queue); err != nil {
+				t.Fatalf("delete_queue: %v: %s", err, out)
+			}
+		}
+	}
+	if out, _ := s.ctl(t, 0, "list_queues", "name", "leader", "--no-table-headers"); !strings.Contains(out, plan.NodeNames(cfg.Prefix, victim).Erlang) {
+		t.Fatalf("the queue's leader is not node %d, which serves its publisher: %s", victim, out)
+	}
 	pub.WaitConfirmed(t, 500, time.Minute)
 	pub.ResetGap()
-	lost := s.hosts.Hosts[2]
+	lost := s.hosts.Hosts[victim]
 	killed := time.Now()
 	lost.Kill(t)
 	before, _, _ := pub.Stats()
 	pub.WaitConfirmed(t, before+500, time.Minute)
 	_, _, gap := pub.Stats()
 	survivors := s.running(t, 0)
-	t.Logf("host %s killed: publishing through %s's HAProxy went on, its longest confirm gap %s; node 0 sees %d running members",
-		lost.Name, h1.Name, gap.Round(10*time.Millisecond), survivors)
+	t.Logf("host %s killed, with node %d, the publisher's connection and its queue's leader: publishing through %s's HAProxy resumed, its longest confirm gap %s; node 0 sees %d running members; the publisher: %v; HAProxy: %v",
+		lost.Name, victim, h1.Name, gap.Round(10*time.Millisecond), survivors, pub.Trace(killed), s.haproxyEvents(t, h1, killed))
 	if gap > 5*time.Second {
 		t.Errorf("publishing stalled %s after the host loss, more than 5 s", gap)
 	}
@@ -232,11 +273,11 @@ func swarmHostLoss(t *testing.T, line harness.Line) {
 	// The host comes back: its node rejoins with its data, and the queue
 	// has a member on every node again.
 	lost.Boot(t)
-	s.awaitJoined(t, 2, 3, harness.StartTimeout)
+	s.awaitJoined(t, victim, 3, harness.StartTimeout)
 	t.Logf("host %s back: its node rejoined %s after the kill", lost.Name, time.Since(killed).Round(100*time.Millisecond))
-	h3, id := s.node(t, 2)
-	if logs := h3.Logs(id); !strings.Contains(logs, "starting RabbitMQ with its existing data") {
-		t.Errorf("node 2 did not start with its data:\n%s", logs)
+	hv, id := s.node(t, victim)
+	if logs := hv.Logs(id); !strings.Contains(logs, "starting RabbitMQ with its existing data") {
+		t.Errorf("node %d did not start with its data:\n%s", victim, logs)
 	}
 	members := 0
 	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(2 * time.Second) {

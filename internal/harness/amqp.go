@@ -409,6 +409,18 @@ func (p *Publisher) Events() []Event {
 	return append([]Event(nil), p.events...)
 }
 
+// Trace is what happened to the publisher's connections since t0, one line
+// each, timed from t0: "+2.31 s session ended: ...".
+func (p *Publisher) Trace(t0 time.Time) []string {
+	var out []string
+	for _, e := range p.Events() {
+		if !e.At.Before(t0) {
+			out = append(out, fmt.Sprintf("+%.2f s %s", e.At.Sub(t0).Seconds(), e.What))
+		}
+	}
+	return out
+}
+
 // Stats returns the counts so far and the longest gap between confirms.
 func (p *Publisher) Stats() (confirmed, attempted int, maxGap time.Duration) {
 	p.mu.Lock()

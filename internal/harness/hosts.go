@@ -159,7 +159,7 @@ func (h Host) AwaitDaemon(timeout time.Duration) bool {
 // Logs are a container's logs on the host, stdout and stderr, where the
 // stack's scripts log.
 func (h Host) Logs(container string) string {
-	out, _ := exec.Command("docker", "-H", h.Endpoint, "logs", "--tail", "200", container).CombinedOutput()
+	out, _ := exec.Command("docker", "-H", h.Endpoint, "logs", "--tail", "5000", container).CombinedOutput()
 	return string(out)
 }
 
