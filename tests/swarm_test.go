@@ -85,7 +85,7 @@ func startSwarmStack(t *testing.T, line harness.Line, name string, octet, apiPor
 // node returns node i's host, and its container there.
 func (s swarmStack) node(t *testing.T, i int) (harness.Host, string) {
 	h := s.hosts.Host(config.SwarmHostname(s.cfg.Swarm.Nodes[i]))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	id, err := h.Docker(ctx, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.plan.Nodes[i].Container)
 	if err != nil {
@@ -117,7 +117,7 @@ func (s swarmStack) nodeOfConnection(t *testing.T, name string) int {
 // haproxyEvents are HAProxy's log lines on host h about servers going down
 // or up since t0.
 func (s swarmStack) haproxyEvents(t *testing.T, h harness.Host, t0 time.Time) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	id, _ := h.Docker(ctx, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+s.plan.HAProxy.Spec.Name)
 	var out []string
@@ -157,7 +157,7 @@ func (s swarmStack) awaitJoined(t *testing.T, i, want int, timeout time.Duration
 		h, id := s.node(t, i)
 		health, running := "", 0
 		if id != "" {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			health, _ = h.Docker(ctx, "inspect", "-f", "{{.State.Health.Status}}", id)
 			cancel()
 		}
