@@ -98,19 +98,21 @@ func (s swarmStack) node(t *testing.T, i int) (harness.Host, string) {
 // named name (the publisher names its connection after its queue).
 func (s swarmStack) nodeOfConnection(t *testing.T, name string) int {
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(time.Second) {
-		out, _ := s.ctl(t, 0, "list_connections", "node", "client_properties", "--no-table-headers")
+		out, _ := s.ctl(t, 0, "list_connections", "node", "user_provided_name", "--no-table-headers")
 		for _, l := range strings.Split(out, "\n") {
-			if !strings.Contains(l, name) {
+			f := strings.Fields(l)
+			if len(f) != 2 || f[1] != name {
 				continue
 			}
 			for i, n := range s.plan.Nodes {
-				if strings.HasPrefix(strings.TrimSpace(l), n.Erlang) {
+				if f[0] == n.Erlang {
 					return i
 				}
 			}
 		}
 	}
-	t.Fatalf("no connection named %s", name)
+	out, _ := s.ctl(t, 0, "list_connections", "node", "user_provided_name", "--no-table-headers")
+	t.Fatalf("no connection named %s:\n%s", name, out)
 	return -1
 }
 
