@@ -3,7 +3,9 @@ package tests
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,24 +97,43 @@ func (s swarmStack) node(t *testing.T, i int) (harness.Host, string) {
 }
 
 // nodeOfConnection is the index of the node that serves the connection
-// named name (the publisher names its connection after its queue).
+// named name (the publisher names its connection after its queue), as the
+// management API through host 1's HAProxy lists it.
 func (s swarmStack) nodeOfConnection(t *testing.T, name string) int {
+	url := fmt.Sprintf("http://%s:%d/api/connections", s.hosts.Hosts[0].IP, s.cfg.Ports.Management)
+	var seen []string
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(time.Second) {
-		out, _ := s.ctl(t, 0, "list_connections", "node", "user_provided_name", "--no-table-headers")
-		for _, l := range strings.Split(out, "\n") {
-			f := strings.Fields(l)
-			if len(f) != 2 || f[1] != name {
-				continue
-			}
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(s.cfg.AdminUser, harness.TestAdminPassword)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		var conns []struct {
+			Node  string `json:"node"`
+			Props struct {
+				Name string `json:"connection_name"`
+			} `json:"client_properties"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&conns)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		seen = seen[:0]
+		for _, c := range conns {
+			seen = append(seen, c.Node+" "+c.Props.Name)
 			for i, n := range s.plan.Nodes {
-				if f[0] == n.Erlang {
+				if c.Props.Name == name && c.Node == n.Erlang {
 					return i
 				}
 			}
 		}
 	}
-	out, _ := s.ctl(t, 0, "list_connections", "node", "user_provided_name", "--no-table-headers")
-	t.Fatalf("no connection named %s:\n%s", name, out)
+	t.Fatalf("no connection named %s: %v", name, seen)
 	return -1
 }
 
