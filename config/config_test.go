@@ -192,6 +192,19 @@ func TestValidation(t *testing.T) {
 			[]string{"migrateFrom.password: (unset) is required", "migrateFrom.vhosts: [] must name the vhosts to move"}},
 		{"migrateFrom keepClassic", migrateFrom(`{"managementUrl":"http://old:15672","amqpUrl":"amqp://old:5672","user":"admin","password":"s3cret","vhosts":["/","/"],"keepClassic":["orders/audit","audit"]}`),
 			[]string{`migrateFrom.vhosts[1]: "/" is listed twice`, `migrateFrom.keepClassic[0]: "orders/audit" is in vhost "orders", which is not in migrateFrom.vhosts`, `migrateFrom.keepClassic[1]: "audit" must be "vhost/queue"`}},
+		{"unknown platform", set(KeyPlatform, "kubernetes"), []string{`platform: "kubernetes" must be docker (one Docker host) or swarm`}},
+		{"swarm nodes on docker", set(KeySwarmNodes, `["h1"]`), []string{"swarmNodes: (1 entries) is set, but platform is docker"}},
+		{"publish mode on docker", set(KeyHAProxyPublish, "ingress"), []string{`haproxyPublishMode: "ingress" is a Swarm setting, but platform is docker`}},
+		{"missing placements", swarm(set(KeySwarmNodes, `["h1","h2"]`)), []string{"swarmNodes: (2 entries) must name the Swarm node of each of the 3 RabbitMQ nodes"}},
+		{"no placements", swarm(func(v map[string]string, _ map[string]bool) { delete(v, KeySwarmNodes) }), []string{"swarmNodes: (0 entries) must name"}},
+		{"two nodes on one host", swarm(set(KeySwarmNodes, `["h1","h2","h1"]`)), []string{`swarmNodes[2]: "h1" is node 0's Swarm node too: losing that host would lose both`}},
+		{"bad hostname", swarm(set(KeySwarmNodes, `["h1","h_2","h3"]`)), []string{`swarmNodes[1]: "h_2" is not a Swarm node's hostname`}},
+		{"bad label", swarm(set(KeySwarmNodes, `["h1","zone=","h3"]`)), []string{`swarmNodes[1]: "zone=" is not label=value`}},
+		{"bad publish mode", swarm(set(KeyHAProxyPublish, "mesh")), []string{`haproxyPublishMode: "mesh" must be host (each host's own ports) or ingress`}},
+		{"mirrored", swarm(set(KeyRabbitMQImage, "rabbitmq:3.10-management")), []string{`platform: "swarm" runs quorum queues only, and haMode is mirrored`}},
+		{"Mnesia line", swarm(set(KeyRabbitMQImage, "rabbitmq:4.0-management")), []string{`platform: "swarm" runs RabbitMQ 4.3 or newer (Khepri), and image rabbitmq:4.0-management is 4.0`}},
+		{"static node IPs", swarm(set(KeyNodeIPs, `["10.9.0.10"]`)), []string{`nodeIPs: "[\"10.9.0.10\"]" cannot be set with platform swarm`}},
+		{"static HAProxy IP", swarm(set(KeyHAProxyIP, "10.9.0.2")), []string{`haproxyIP: "10.9.0.2" cannot be set with platform swarm`}},
 		{"every error at once", setAll(KeyNodes, "0", KeyHAMode, "raft", KeyAMQPPort, "0"), []string{"nodes: 0", `haMode: "raft"`, "amqpPort: 0"}},
 	}
 	for _, tc := range cases {
@@ -532,39 +545,6 @@ func TestSwarmValidation(t *testing.T) {
 	}
 	if !cfg.IsSwarm() || !slices.Equal(cfg.Swarm.Nodes, []string{"h1", "h2", "zone=c"}) || cfg.Swarm.PublishMode != PublishHost {
 		t.Errorf("loaded %+v (platform %q)", cfg.Swarm, cfg.Platform)
-	}
-	cases := []struct {
-		name string
-		edit func(v map[string]string, s map[string]bool)
-		want []string
-	}{
-		{"unknown platform", set(KeyPlatform, "kubernetes"), []string{`platform: "kubernetes" must be docker (one Docker host) or swarm`}},
-		{"swarm nodes on docker", set(KeySwarmNodes, `["h1"]`), []string{"swarmNodes: (1 entries) is set, but platform is docker"}},
-		{"publish mode on docker", set(KeyHAProxyPublish, "ingress"), []string{`haproxyPublishMode: "ingress" is a Swarm setting, but platform is docker`}},
-		{"missing placements", swarm(set(KeySwarmNodes, `["h1","h2"]`)), []string{"swarmNodes: (2 entries) must name the Swarm node of each of the 3 RabbitMQ nodes"}},
-		{"no placements", swarm(func(v map[string]string, _ map[string]bool) { delete(v, KeySwarmNodes) }), []string{"swarmNodes: (0 entries) must name"}},
-		{"two nodes on one host", swarm(set(KeySwarmNodes, `["h1","h2","h1"]`)), []string{`swarmNodes[2]: "h1" is node 0's Swarm node too: losing that host would lose both`}},
-		{"bad hostname", swarm(set(KeySwarmNodes, `["h1","h_2","h3"]`)), []string{`swarmNodes[1]: "h_2" is not a Swarm node's hostname`}},
-		{"bad label", swarm(set(KeySwarmNodes, `["h1","zone=","h3"]`)), []string{`swarmNodes[1]: "zone=" is not label=value`}},
-		{"bad publish mode", swarm(set(KeyHAProxyPublish, "mesh")), []string{`haproxyPublishMode: "mesh" must be host (each host's own ports) or ingress`}},
-		{"mirrored", swarm(set(KeyRabbitMQImage, "rabbitmq:3.10-management")), []string{`platform: "swarm" runs quorum queues only, and haMode is mirrored`}},
-		{"Mnesia line", swarm(set(KeyRabbitMQImage, "rabbitmq:4.0-management")), []string{`platform: "swarm" runs RabbitMQ 4.3 or newer (Khepri), and image rabbitmq:4.0-management is 4.0`}},
-		{"static node IPs", swarm(set(KeyNodeIPs, `["10.9.0.10"]`)), []string{`nodeIPs: "[\"10.9.0.10\"]" cannot be set with platform swarm`}},
-		{"static HAProxy IP", swarm(set(KeyHAProxyIP, "10.9.0.2")), []string{`haproxyIP: "10.9.0.2" cannot be set with platform swarm`}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, _, err := load(t, tc.edit)
-			if err == nil {
-				t.Fatalf("no error, want %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
-		})
 	}
 	// Colocation is the user's call, and then allowed.
 	if _, _, err := load(t, swarm(func(v map[string]string, s map[string]bool) {
