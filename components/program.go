@@ -38,7 +38,9 @@ func ProgramWith(open OpenDocker) pulumi.RunFunc {
 		host := dockerHost(ctx, os.Getenv)
 		engine, err := open(host)
 		if err != nil {
-			if cfg.RollingReplace {
+			// On Swarm the node services replace one at a time by themselves:
+			// only the version guard needs the connection.
+			if cfg.RollingReplace && !cfg.IsSwarm() {
 				return fmt.Errorf("%s: %w; set %s to false to replace nodes all at once (and skip the version guard)",
 					config.KeyRollingReplace, err, config.KeyRollingReplace)
 			}

@@ -2,6 +2,7 @@ package components
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -166,5 +167,19 @@ func TestSwarmDuration(t *testing.T) {
 		if got := swarmDuration(d); got != want {
 			t.Errorf("swarmDuration(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestSwarmWithoutDockerAPI: a manager the program's own client cannot
+// reach (docker:host ssh://, which the provider speaks and it does not)
+// skips the version guard with a warning; it does not stop the up, as it
+// must on one host, where the rolling replacement needs the connection.
+func TestSwarmWithoutDockerAPI(t *testing.T) {
+	unreachable := func(string) (rolling.Engine, error) { return nil, errors.New("ssh:// is not spoken here") }
+	if _, err := runWithOpen(unreachable, swarmValues, preview); err != nil {
+		t.Errorf("Swarm without the program's Docker connection: %v", err)
+	}
+	if _, err := runWithOpen(unreachable, map[string]any{"rabbitmqImage": "rabbitmq:4.3-local"}, preview); err == nil {
+		t.Error("one host without the Docker connection the rolling replacement needs: no error")
 	}
 }
