@@ -19,7 +19,8 @@ import (
 // The Swarm interpreter of the plan: each node a service of one replica
 // pinned to its host, HAProxy a global service, every file a Swarm secret
 // or config. internal/harness reads the same plan with the docker CLI
-// (ServiceArgs), and TestInterpretersReadEveryField keeps the two in step.
+// (ServiceArgs), and TestSwarmInterpretersReadEveryField keeps the two in
+// step.
 
 // serviceInputs are what a service takes from other resources and the
 // stack's settings.

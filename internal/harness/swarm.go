@@ -15,7 +15,7 @@ import (
 // The docker CLI's reading of the Swarm plan: what the Swarm interpreter
 // in package components registers as docker.Service, docker.Secret and
 // docker.ServiceConfig, as `docker service create`, `docker secret create`
-// and `docker config create`. TestInterpretersReadEveryField keeps the two
+// and `docker config create`. TestSwarmInterpretersReadEveryField keeps the two
 // in step.
 
 // SwarmFile is one Swarm secret or config of a service.
