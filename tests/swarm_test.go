@@ -326,4 +326,38 @@ func swarmHostLoss(t *testing.T, line harness.Line) {
 		defer conn.Close()
 		t.Errorf("%d confirmed messages not consumed, e.g. %v; %d messages still in the queue", len(lostIDs), lostIDs[:min(5, len(lostIDs))], harness.QueueDepth(t, conn, queue))
 	}
+
+	s.haproxyHostLoss(t)
+}
+
+// haproxyHostLoss loses the host of the HAProxy a client uses (host 3,
+// with its node): a client that knows every host's address, as
+// HAProxy's global service gives it one on each, reconnects to another
+// host's, and nothing it had confirmed is lost.
+func (s swarmStack) haproxyHostLoss(t *testing.T) {
+	cfg := s.cfg
+	amqpOn := func(h harness.Host) string {
+		return fmt.Sprintf("amqp://%s:%s@%s:%d/", cfg.AdminUser, harness.TestAdminPassword, h.IP, cfg.Ports.AMQP)
+	}
+	lost, other := s.hosts.Hosts[2], s.hosts.Hosts[0]
+	const queue = "swarm-haproxy-loss"
+	pub := harness.StartFailoverPublisher([]string{amqpOn(lost), amqpOn(other)}, queue, 10*time.Millisecond)
+	pub.WaitConfirmed(t, 300, time.Minute)
+	pub.ResetGap()
+	killed := time.Now()
+	lost.Kill(t)
+	n, _, _ := pub.Stats()
+	pub.WaitConfirmed(t, n+300, time.Minute)
+	_, _, gap := pub.Stats()
+	t.Logf("host %s killed with the HAProxy the client used: it published through %s's again after a longest confirm gap of %s; the publisher: %v",
+		lost.Name, other.Name, gap.Round(10*time.Millisecond), pub.Trace(killed))
+	lost.Boot(t)
+	s.awaitJoined(t, 2, 3, harness.StartTimeout)
+	confirmed, _ := pub.Stop()
+	got := harness.ConsumeIDs(t, amqpOn(other), queue, pub.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
+	lostIDs, dups := got.Check(pub.ConfirmedIDs())
+	t.Logf("HAProxy's host lost: %d confirmed, %d lost, %d duplicates", confirmed, len(lostIDs), dups)
+	if len(lostIDs) > 0 {
+		t.Errorf("%d confirmed messages lost with HAProxy's host, e.g. %v", len(lostIDs), lostIDs[:min(5, len(lostIDs))])
+	}
 }

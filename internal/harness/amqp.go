@@ -218,7 +218,9 @@ func WaitRunning(t testing.TB, container string, want int, timeout time.Duration
 // unique MessageId (<queue>-<n>), and the publisher keeps the IDs the
 // broker confirmed, for the ID-based check (Consumed.Check).
 type Publisher struct {
-	url, queue string
+	// urls are the addresses it dials, in turn after a failed dial.
+	urls       []string
+	queue      string
 	pace       time.Duration
 	stop, done chan struct{}
 
@@ -254,14 +256,23 @@ func StartPublisher(url, queue string) *Publisher { return StartPacedPublisher(u
 // StartPacedPublisher is StartPublisher that waits pace after each confirm,
 // which bounds the queue's growth.
 func StartPacedPublisher(url, queue string, pace time.Duration) *Publisher {
-	p := &Publisher{url: url, queue: queue, pace: pace, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	return StartFailoverPublisher([]string{url}, queue, pace)
+}
+
+// StartFailoverPublisher is StartPacedPublisher for a client that knows
+// several addresses of the service (HAProxy on each of a Swarm's hosts): it
+// dials the first, and on a failed dial the next, round.
+func StartFailoverPublisher(urls []string, queue string, pace time.Duration) *Publisher {
+	p := &Publisher{urls: urls, queue: queue, pace: pace, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
 	go p.run()
 	return p
 }
 
 func (p *Publisher) run() {
 	defer close(p.done)
-	dialErrors := 0
+	// next is the address to dial: a failed dial or a lost session moves it
+	// on, so a client whose host died goes elsewhere at once.
+	dialErrors, next := 0, 0
 	for {
 		select {
 		case <-p.stop:
@@ -270,12 +281,19 @@ func (p *Publisher) run() {
 		}
 		// The queue's name names the connection, so a test can find the node
 		// behind it (rabbitmqctl list_connections node client_properties).
-		conn, err := amqp.DialConfig(p.url, amqp.Config{Properties: amqp.Table{"connection_name": p.queue}})
+		conf := amqp.Config{Properties: amqp.Table{"connection_name": p.queue}}
+		if len(p.urls) > 1 {
+			// A dead host answers nothing: a client with somewhere else to
+			// go gives a dial two seconds, not the library's 30.
+			conf.Dial = amqp.DefaultDial(2 * time.Second)
+		}
+		conn, err := amqp.DialConfig(p.urls[next%len(p.urls)], conf)
 		if err != nil {
 			if dialErrors == 0 {
 				p.event("dial failed: %v (retrying every 100 ms)", err)
 			}
 			dialErrors++
+			next++
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -284,6 +302,7 @@ func (p *Publisher) run() {
 
 		if reason := p.session(conn); reason != "" {
 			p.event("session ended: %s", reason)
+			next++
 		}
 		// A careful client gives the close a deadline: a channel whose
 		// queue leader is cut off answers the close only once the broker
