@@ -35,6 +35,9 @@ type serviceInputs struct {
 	publish string
 	// startTimeoutSeconds bounds the wait for the service's tasks to run.
 	startTimeoutSeconds int
+	// background: up does not wait for the task (the forget job, which
+	// waits for the removed nodes that up deletes after it).
+	background bool
 }
 
 // swarmMounts are a service's files as Swarm objects, mounted.
@@ -169,10 +172,12 @@ func serviceArgs(s plan.ContainerSpec, in serviceInputs, files swarmMounts) *doc
 		a.Mode = docker.ServiceModeArgs{Global: pulumi.Bool(true)}
 		endpoint.Mode = pulumi.String("vip")
 	} else {
-		// `pulumi up` returns once the task runs, healthy: a task with a
-		// health check is running only once it passes.
-		a.ConvergeConfig = docker.ServiceConvergeConfigArgs{
-			Delay: pulumi.String("1s"), Timeout: pulumi.String(strconv.Itoa(in.startTimeoutSeconds) + "s"),
+		if !in.background {
+			// `pulumi up` returns once the task runs, healthy: a task with a
+			// health check is running only once it passes.
+			a.ConvergeConfig = docker.ServiceConvergeConfigArgs{
+				Delay: pulumi.String("1s"), Timeout: pulumi.String(strconv.Itoa(in.startTimeoutSeconds) + "s"),
+			}
 		}
 		a.Mode = docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}}
 		// A node's name resolves to its task, and only while it runs, as a
@@ -281,10 +286,7 @@ func NewSwarmNodes(ctx *pulumi.Context, name string, cfg *config.Config, p *plan
 		}
 		svc, err := newService(ctx, fmt.Sprintf("%s-%d", name, i), node.Spec, serviceInputs{
 			image: pulumi.String(cfg.RabbitMQImage), network: network, publish: config.PublishHost,
-			startTimeoutSeconds: cfg.StartTimeoutSeconds,
-			content: map[string]pulumi.StringInput{
-				plan.NodeCAFile: pki.CACertPEM, plan.NodeCertFile: pki.NodeCertPEM, plan.NodeKeyFile: pki.NodeKeyPEM,
-			},
+			startTimeoutSeconds: cfg.StartTimeoutSeconds, content: nodeTLS(pki),
 		}, o...)
 		if err != nil {
 			return nil, err
@@ -293,8 +295,22 @@ func NewSwarmNodes(ctx *pulumi.Context, name string, cfg *config.Config, p *plan
 		names = append(names, node.Erlang)
 		previous = svc
 	}
+	// The forget job: after the member list changes, forget the members
+	// that are no longer configured, once up has stopped them. It runs
+	// once (restart none) in the background, as on one host.
+	if _, err := newService(ctx, name+"-forget-job", p.ForgetJob, serviceInputs{
+		image: pulumi.String(cfg.RabbitMQImage), network: network, publish: config.PublishHost,
+		background: true, content: nodeTLS(pki),
+	}, parent, pulumi.DependsOn(swarmResources(n.Services))); err != nil {
+		return nil, err
+	}
 	n.Names = pulumi.ToStringArray(names).ToStringArrayOutput()
 	return n, ctx.RegisterResourceOutputs(n, pulumi.Map{"names": n.Names})
+}
+
+// nodeTLS are the PKI's files of a node, and of the forget job's CLI.
+func nodeTLS(pki *PKI) map[string]pulumi.StringInput {
+	return map[string]pulumi.StringInput{plan.NodeCAFile: pki.CACertPEM, plan.NodeCertFile: pki.NodeCertPEM, plan.NodeKeyFile: pki.NodeKeyPEM}
 }
 
 // NewSwarmLoadBalancer creates HAProxy as a global service: one task on

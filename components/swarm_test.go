@@ -34,7 +34,7 @@ func TestSwarmProgram(t *testing.T) {
 	}
 	for typ, n := range map[string]int{
 		"docker:index/network:Network":                  1,
-		"docker:index/service:Service":                  4,
+		"docker:index/service:Service":                  5, // 3 nodes, HAProxy, the forget job
 		"docker:index/container:Container":              0,
 		"docker:index/volume:Volume":                    0, // a service's mount makes its volume on its host
 		"rabbitmq-ha:index:SwarmNodes":                  1,
@@ -97,6 +97,16 @@ func TestSwarmProgram(t *testing.T) {
 				t.Errorf("%s: secret %s mounted %q, want %q (uid:mode 0400)", name, path, owners[path], want)
 			}
 		}
+	}
+	forget := services["rabbitmq-node-forget-job"]
+	if _, ok := forget.inputs["convergeConfig"]; ok {
+		t.Error("up waits for the forget job, which waits for the nodes up removes after it")
+	}
+	if c := forget.inputs["taskSpec"].ObjectValue()["restartPolicy"].ObjectValue()["condition"].StringValue(); c != "none" {
+		t.Errorf("the forget job restarts on %q, want none (it runs once)", c)
+	}
+	if !slices.ContainsFunc(forget.deps, func(d string) bool { return strings.HasSuffix(d, "::rabbitmq-node-2") }) {
+		t.Errorf("the forget job does not wait for the node services: %v", forget.deps)
 	}
 	h := services["rabbitmq-haproxy"]
 	if !h.inputs["mode"].ObjectValue()["global"].BoolValue() {

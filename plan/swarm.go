@@ -62,6 +62,14 @@ func NodeCertificateOf(cfg *config.Config) NodeCertificate {
 func onSwarm(cfg *config.Config, p *Plan) error {
 	p.Network.Driver = DriverOverlay
 	distConf := FileSpec{Path: render.DistOptFilePath, Content: render.InterNodeTLSConfig(), Mode: ModeReadable}
+	tlsFiles := []FileSpec{distConf,
+		{Path: NodeCAFile, Mode: ModeReadable},
+		{Path: NodeCertFile, Mode: ModeReadable},
+		{Path: NodeKeyFile, Mode: ModeSecret, Secret: true, UID: render.RabbitMQUID}}
+	// The forget job's CLI speaks the distribution over TLS too; it runs on
+	// whichever host Swarm picks.
+	p.ForgetJob.Files = append(slices.Clone(p.ForgetJob.Files), tlsFiles...)
+	p.ForgetJob.Env = map[string]string{"RABBITMQ_CTL_ERL_ARGS": render.DistErlArgs}
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
 		s := &n.Spec
@@ -78,10 +86,7 @@ func onSwarm(cfg *config.Config, p *Plan) error {
 				files[j].UID = render.RabbitMQUID
 			}
 		}
-		s.Files = append(files, distConf,
-			FileSpec{Path: NodeCAFile, Mode: ModeReadable},
-			FileSpec{Path: NodeCertFile, Mode: ModeReadable},
-			FileSpec{Path: NodeKeyFile, Mode: ModeSecret, Secret: true, UID: render.RabbitMQUID})
+		s.Files = append(files, tlsFiles...)
 		s.Env = map[string]string{
 			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erlArgs + " " + render.DistErlArgs,
 			// Every CLI call, the cluster script's and a user's docker exec.
@@ -90,7 +95,15 @@ func onSwarm(cfg *config.Config, p *Plan) error {
 	}
 	p.Endpoints = swarmEndpoints(cfg, p.Endpoints)
 
-	d := haproxyData(cfg, p.Nodes)
+	// Every node the stack may ever have, by name: a name that does not
+	// resolve leaves its server in maintenance until it does. So a scale
+	// changes no byte of haproxy.cfg, which on Swarm is a secret, and
+	// Swarm refuses to delete a secret that a service's previous spec
+	// still names (the first scale end to end failed so).
+	d := haproxyData(cfg, nil)
+	for i := 0; i < config.MaxNodes; i++ {
+		d.Nodes = append(d.Nodes, render.Backend{Name: NodeNames(cfg.Prefix, i).Container})
+	}
 	d.Swarm = true
 	text, err := render.HAProxyConfig(d)
 	if err != nil {

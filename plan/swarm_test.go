@@ -77,8 +77,20 @@ func TestSwarm(t *testing.T) {
 	if !strings.Contains(cfgText, "server "+p.Nodes[2].Container+" "+p.Nodes[2].Container+":5671") {
 		t.Errorf("haproxy.cfg does not reach node 2 by name over AMQPS:\n%s", cfgText)
 	}
+	five, err := New(load(t, map[string]string{config.KeyPlatform: config.PlatformSwarm, config.KeyNodes: "5",
+		config.KeySwarmNodes: `["h1","h2","zone=c","h4","h5"]`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file(t, five.HAProxy.Spec, render.Staged(render.HAProxyConfigPath)) != cfgText {
+		t.Error("a scale changes haproxy.cfg on Swarm: its secret would be replaced, and Swarm refuses to delete the old one")
+	}
 	if !slices.Contains(pathsOf(h.Spec), HAProxyNodeCAFile) || !slices.Contains(pathsOf(h.Spec), CertBundlePath) {
 		t.Errorf("HAProxy files: %v", pathsOf(h.Spec))
+	}
+	fj := p.ForgetJob
+	if !slices.Contains(pathsOf(fj), NodeKeyFile) || fj.Env["RABBITMQ_CTL_ERL_ARGS"] != render.DistErlArgs || fj.Restart != RestartNever {
+		t.Errorf("the forget job cannot speak TLS distribution, or restarts: %v %v %q", pathsOf(fj), fj.Env, fj.Restart)
 	}
 	e := p.Endpoints
 	if e.Nodes[0] != "amqps://h1:56720/" || e.Nodes[2] != "amqps://127.0.0.1:56722/" || e.Metrics[1] != "http://h2:56781/metrics" {

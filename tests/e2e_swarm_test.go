@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +149,32 @@ func TestIntegrationE2ESwarm(t *testing.T) {
 	}
 	s.expectNoChanges(t)
 
+	// Scale 3 to 5 to 3, two nodes sharing hosts with others (allowed so),
+	// under load: the new nodes join, and the removed ones are forgotten
+	// by the forget job, once up has stopped them.
+	mgmt := fmt.Sprintf("http://%s:%d", ips[0], cfg.Ports.Management)
+	scale := harness.StartPacedPublisher(url, "e2e-swarm-scale", 10*time.Millisecond)
+	scale.WaitConfirmed(t, 200, time.Minute)
+	for _, n := range []int{5, 3} {
+		entries := append(append([]string{}, names...), names[0], names[1])[:n]
+		for k, v := range map[string]string{
+			config.KeyNodes: fmt.Sprint(n), config.KeySwarmNodes: `["` + strings.Join(entries, `","`) + `"]`, config.KeySwarmColocate: "true",
+		} {
+			if err := st.SetConfig(context.Background(), "rabbitmq-ha:"+k, auto.ConfigValue{Value: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.up(t)
+		members := clusterMembers(t, mgmt, cfg.AdminUser, n, 3*time.Minute)
+		t.Logf("scaled to %d: members %v", n, members)
+	}
+	scaled, _ := scale.Stop()
+	gotScale := harness.ConsumeIDs(t, url, "e2e-swarm-scale", scale.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
+	if lostScale, _ := gotScale.Check(scale.ConfirmedIDs()); len(lostScale) > 0 {
+		t.Errorf("%d of %d confirmed messages lost through the scale, e.g. %v", len(lostScale), scaled, lostScale[:min(5, len(lostScale))])
+	}
+	s.expectNoChanges(t)
+
 	start := time.Now()
 	if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(testWriter{t})); err != nil {
 		t.Fatalf("destroy: %v", err)
@@ -159,4 +187,44 @@ func TestIntegrationE2ESwarm(t *testing.T) {
 			t.Errorf("destroy left %ss on the Swarm: %s", kind, left)
 		}
 	}
+}
+
+// clusterMembers waits until the management API lists exactly want nodes,
+// every one running, and returns their names.
+func clusterMembers(t *testing.T, mgmt, user string, want int, timeout time.Duration) []string {
+	t.Helper()
+	var names []string
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(2 * time.Second) {
+		req, err := http.NewRequest(http.MethodGet, mgmt+"/api/nodes?columns=name,running", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(user, harness.TestAdminPassword)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		var nodes []struct {
+			Name    string `json:"name"`
+			Running bool   `json:"running"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&nodes)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		names = names[:0]
+		running := 0
+		for _, n := range nodes {
+			names = append(names, n.Name)
+			if n.Running {
+				running++
+			}
+		}
+		if len(nodes) == want && running == want {
+			return names
+		}
+	}
+	t.Fatalf("the cluster did not have %d running members within %s: %v", want, timeout, names)
+	return nil
 }
