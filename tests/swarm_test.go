@@ -226,6 +226,18 @@ func TestIntegrationSwarm(t *testing.T) {
 	}
 }
 
+// hostLossBudget bounds how long confirms may stop when a host dies with
+// the leader of the queue they are for: HAProxy shuts the sessions to the
+// host's node within about 2 s, but the queue confirms nothing until its
+// survivors elect a leader, which waits for RabbitMQ's failure detector
+// (Ra's aten, polling every 5 s: measured here, 6 to 8 s after a silent
+// loss) or at the latest for Erlang's nodedown (1.25 x net_ticktime). A
+// session left waiting on the leaderless queue is then dropped by the
+// client's own confirm timeout.
+func hostLossBudget(cfg *config.Config) time.Duration {
+	return time.Duration(cfg.NetTicktimeSeconds)*time.Second*5/4 + harness.ConfirmTimeout
+}
+
 func swarmHostLoss(t *testing.T, line harness.Line) {
 	s := startSwarmStack(t, line, "rmqha-it-swarm-"+strings.ReplaceAll(strings.TrimSuffix(line.Name, "-quorum"), ".", ""), 243, 52390+line.Net, 52400)
 	cfg := s.cfg
@@ -280,16 +292,21 @@ func swarmHostLoss(t *testing.T, line harness.Line) {
 	killed := time.Now()
 	lost.Kill(t)
 	before, _, _ := pub.Stats()
-	pub.WaitConfirmed(t, before+500, time.Minute)
+	budget := hostLossBudget(cfg)
+	pub.WaitConfirmed(t, before+500, budget+time.Minute)
 	_, _, gap := pub.Stats()
 	survivors := s.running(t, 0)
-	t.Logf("host %s killed, with node %d, the publisher's connection and its queue's leader: publishing through %s's HAProxy resumed, its longest confirm gap %s; node 0 sees %d running members; the publisher: %v; HAProxy: %v",
-		lost.Name, victim, h1.Name, gap.Round(10*time.Millisecond), survivors, pub.Trace(killed), s.haproxyEvents(t, h1))
-	if gap > 5*time.Second {
-		t.Errorf("publishing stalled %s after the host loss, more than 5 s", gap)
+	for survivors != 2 && time.Since(killed) < budget {
+		time.Sleep(time.Second)
+		survivors = s.running(t, 0)
+	}
+	t.Logf("host %s killed, with node %d, the publisher's connection and its queue's leader: publishing through %s's HAProxy resumed, its longest confirm gap %s; node 0 saw %d running members %s after the kill; the publisher: %v; HAProxy: %v",
+		lost.Name, victim, h1.Name, gap.Round(10*time.Millisecond), survivors, time.Since(killed).Round(100*time.Millisecond), pub.Trace(killed), s.haproxyEvents(t, h1))
+	if gap > budget {
+		t.Errorf("publishing stalled %s after the host loss, more than %s", gap, budget)
 	}
 	if survivors != 2 {
-		t.Errorf("node 0 sees %d running members after the loss of one host of three, want 2", survivors)
+		t.Errorf("node 0 sees %d running members %s after the loss of one host of three, want 2", survivors, budget)
 	}
 
 	// The host comes back: its node rejoins with its data, and the queue

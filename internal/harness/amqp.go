@@ -311,9 +311,9 @@ func (p *Publisher) run() {
 	}
 }
 
-// confirmTimeout is how long the publisher waits for one confirm before it
+// ConfirmTimeout is how long the publisher waits for one confirm before it
 // gives up on the connection and dials again.
-const confirmTimeout = 5 * time.Second
+const ConfirmTimeout = 5 * time.Second
 
 // closeTimeout is how long a client waits for a connection's close-ok.
 const closeTimeout = time.Second
@@ -363,7 +363,7 @@ func (p *Publisher) session(conn *amqp.Connection) string {
 		ok, timedOut := awaitConfirm(dc, &blocked)
 		switch {
 		case timedOut:
-			return fmt.Sprintf("no confirm within %s", confirmTimeout)
+			return fmt.Sprintf("no confirm within %s", ConfirmTimeout)
 		case !ok:
 			return "nack (or the channel closed: " + fmt.Sprint(conn.IsClosed()) + ")"
 		}
@@ -386,11 +386,11 @@ func (p *Publisher) session(conn *amqp.Connection) string {
 	}
 }
 
-// awaitConfirm waits for a publish's confirm up to confirmTimeout, a time
+// awaitConfirm waits for a publish's confirm up to ConfirmTimeout, a time
 // that stands still while the connection is blocked, and says whether the
 // broker acked it or the wait timed out.
 func awaitConfirm(dc *amqp.DeferredConfirmation, blocked *atomic.Bool) (acked, timedOut bool) {
-	deadline := time.Now().Add(confirmTimeout)
+	deadline := time.Now().Add(ConfirmTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -399,7 +399,7 @@ func awaitConfirm(dc *amqp.DeferredConfirmation, blocked *atomic.Bool) (acked, t
 			return dc.Acked(), false
 		case now := <-tick.C:
 			if blocked.Load() {
-				deadline = now.Add(confirmTimeout)
+				deadline = now.Add(ConfirmTimeout)
 			}
 			if now.After(deadline) {
 				return false, true
