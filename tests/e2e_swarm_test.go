@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,50 @@ func TestIntegrationE2ESwarm(t *testing.T) {
 	gotScale := harness.ConsumeIDs(t, url, "e2e-swarm-scale", scale.ConfirmedIDs(), 5*time.Second, 2*time.Minute)
 	if lostScale, _ := gotScale.Check(scale.ConfirmedIDs()); len(lostScale) > 0 {
 		t.Errorf("%d of %d confirmed messages lost through the scale, e.g. %v", len(lostScale), scaled, lostScale[:min(5, len(lostScale))])
+	}
+	s.expectNoChanges(t)
+
+	// A rotated secret: the stats password is in haproxy.cfg, a Swarm
+	// secret. up creates its new version, moves HAProxy's service to it and
+	// deletes the old one (Swarm refuses only while a service's current
+	// spec names it); the stats page then takes the new password only.
+	secrets := func() []string {
+		out, _ := hosts.Docker(context.Background(), nil, "secret", "ls", "-q", "--filter", "label="+plan.LabelStack+"="+prefix)
+		return strings.Fields(out)
+	}
+	secretsBefore := secrets()
+	const rotated = "e2e-rotated-Stats0"
+	if err := st.SetConfig(context.Background(), "rabbitmq-ha:"+config.KeyStatsPassword, auto.ConfigValue{Value: rotated, Secret: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.up(t)
+	after := secrets()
+	fresh := slices.DeleteFunc(slices.Clone(after), func(id string) bool { return slices.Contains(secretsBefore, id) })
+	if len(after) != len(secretsBefore) || len(fresh) != 1 {
+		t.Errorf("the stack's Swarm secrets after the rotation: %v, before it: %v; want as many, one of them new", after, secretsBefore)
+	}
+	statsCode := func(password string) int {
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/", ips[0], cfg.Ports.Stats), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(cfg.StatsUser, password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var oldCode, newCode int
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(time.Second) {
+		if oldCode, newCode = statsCode(harness.TestStatsPassword), statsCode(rotated); oldCode == http.StatusUnauthorized && newCode == http.StatusOK {
+			break
+		}
+	}
+	t.Logf("stats password rotated: the old one gets %d, the new one %d", oldCode, newCode)
+	if oldCode != http.StatusUnauthorized || newCode != http.StatusOK {
+		t.Errorf("after the rotation the stats page answers %d to the old password and %d to the new, want 401 and 200", oldCode, newCode)
 	}
 	s.expectNoChanges(t)
 
