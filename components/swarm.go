@@ -47,9 +47,13 @@ type swarmMounts struct {
 }
 
 // newSwarmFiles creates a spec's files as Swarm secrets (Secret files) and
-// configs (the rest), each named by its content (plan.SwarmFileName): they
-// are immutable, so a new content is a new object, created before the
-// service's update and deleted after it.
+// configs (the rest). Both are immutable: a new content replaces the
+// object, and the provider names it (the resource's name and 7 random hex
+// digits), so the replacement is created first, the service moved to it,
+// and the old one deleted after. A name given here would make the
+// provider, which autonames these, delete the old object first, and Swarm
+// refuses that while the service uses it (measured: a rotated stats
+// password failed up so).
 func newSwarmFiles(ctx *pulumi.Context, name string, s plan.ContainerSpec, content map[string]pulumi.StringInput, opts ...pulumi.ResourceOption) (swarmMounts, error) {
 	var m swarmMounts
 	for _, f := range s.Files {
@@ -59,11 +63,6 @@ func newSwarmFiles(ctx *pulumi.Context, name string, s plan.ContainerSpec, conte
 		} else if f.Secret {
 			c = secret(f.Content)
 		}
-		file := f
-		objName := c.ToStringOutput().ApplyT(func(v string) string {
-			file.Content = v
-			return plan.SwarmFileName(s.Name, file)
-		}).(pulumi.StringOutput)
 		data := c.ToStringOutput().ApplyT(func(v string) string { return base64.StdEncoding.EncodeToString([]byte(v)) }).(pulumi.StringOutput)
 		mode, err := strconv.ParseInt(f.Mode, 8, 32)
 		if err != nil {
@@ -76,7 +75,7 @@ func newSwarmFiles(ctx *pulumi.Context, name string, s plan.ContainerSpec, conte
 		resName := name + "-" + path.Base(f.Path)
 		if f.Secret {
 			sec, err := docker.NewSecret(ctx, resName, &docker.SecretArgs{
-				Name: objName, Data: pulumi.ToSecret(data).(pulumi.StringOutput), Labels: secretLabels(s.Labels),
+				Data: pulumi.ToSecret(data).(pulumi.StringOutput), Labels: secretLabels(s.Labels),
 			}, opts...)
 			if err != nil {
 				return m, wrap(f.Path, err)
@@ -87,7 +86,7 @@ func newSwarmFiles(ctx *pulumi.Context, name string, s plan.ContainerSpec, conte
 			})
 			continue
 		}
-		conf, err := docker.NewServiceConfig(ctx, resName, &docker.ServiceConfigArgs{Name: objName, Data: data}, opts...)
+		conf, err := docker.NewServiceConfig(ctx, resName, &docker.ServiceConfigArgs{Data: data}, opts...)
 		if err != nil {
 			return m, wrap(f.Path, err)
 		}

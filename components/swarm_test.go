@@ -127,6 +127,22 @@ func TestSwarmProgram(t *testing.T) {
 			t.Errorf("%s: data is not secret", s.name)
 		}
 	}
+	// The provider names the secrets and configs, the resource's name and
+	// "-" and 7 hex digits, within Swarm's 64 characters: a name given
+	// would make a changed content's replacement delete the old object
+	// first, which Swarm refuses while a service uses it.
+	files := append(m.byType("docker:index/secret:Secret"), m.byType("docker:index/serviceConfig:ServiceConfig")...)
+	if len(files) == 0 {
+		t.Fatal("no Swarm secrets or configs")
+	}
+	for _, f := range files {
+		if n, ok := f.inputs["name"]; ok {
+			t.Errorf("%s is named %v: the provider must name it", f.name, n)
+		}
+		if len(f.name)+8 > 64 {
+			t.Errorf("%s: %d characters; with the provider's suffix, more than Swarm's 64", f.name, len(f.name))
+		}
+	}
 	for _, c := range m.byType("docker:index/serviceConfig:ServiceConfig") {
 		for _, bad := range []string{"erlang.cookie", "secrets.conf", "node.key", "server.pem", "haproxy.cfg"} {
 			if strings.HasSuffix(c.name, bad) {

@@ -1,8 +1,6 @@
 package plan
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
 
@@ -97,9 +95,8 @@ func onSwarm(cfg *config.Config, p *Plan) error {
 
 	// Every node the stack may ever have, by name: a name that does not
 	// resolve leaves its server in maintenance until it does. So a scale
-	// changes no byte of haproxy.cfg, which on Swarm is a secret, and
-	// Swarm refuses to delete a secret that a service's previous spec
-	// still names (the first scale end to end failed so).
+	// changes no byte of haproxy.cfg, and HAProxy, which serves every
+	// client, is not updated (restarted on every host) for it.
 	d := haproxyData(cfg, nil)
 	for i := 0; i < config.MaxNodes; i++ {
 		d.Nodes = append(d.Nodes, render.Backend{Name: NodeNames(cfg.Prefix, i).Container})
@@ -161,14 +158,4 @@ func SwarmRestart(policy string) string {
 		return "any"
 	}
 	return policy
-}
-
-// SwarmFileName names the Swarm secret or config that holds a file of a
-// service. Both are immutable, so the name is the content's: new content
-// is a new object, which the service's update swaps in, and the old one
-// goes after it. Within Swarm's 64 characters: the service's name (at most
-// 48) and 12 hex digits.
-func SwarmFileName(service string, f FileSpec) string {
-	sum := sha256.Sum256([]byte(f.Path + "\x00" + f.Mode + "\x00" + f.UID + "\x00" + f.Content))
-	return service + "-" + hex.EncodeToString(sum[:])[:12]
 }

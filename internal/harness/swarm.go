@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -36,7 +38,7 @@ func SwarmFiles(s plan.ContainerSpec, content map[string]string) []SwarmFile {
 		if f.Secret {
 			kind = "secret"
 		}
-		out = append(out, SwarmFile{Kind: kind, Name: plan.SwarmFileName(s.Name, f), Content: f.Content})
+		out = append(out, SwarmFile{Kind: kind, Name: swarmFileName(s.Name, f), Content: f.Content})
 	}
 	return out
 }
@@ -141,4 +143,13 @@ func (s Swarm) RemoveStack(ctx context.Context, prefix string) {
 			_, _ = s.Docker(ctx, nil, append([]string{kind, "rm"}, strings.Fields(out)...)...)
 		}
 	}
+}
+
+// swarmFileName names the Swarm secret or config that holds a file of a
+// service by its content: both are immutable, so new content is a new
+// object. Within Swarm's 64 characters: the service's name (at most 51)
+// and 12 hex digits.
+func swarmFileName(service string, f plan.FileSpec) string {
+	sum := sha256.Sum256([]byte(f.Path + "\x00" + f.Mode + "\x00" + f.UID + "\x00" + f.Content))
+	return service + "-" + hex.EncodeToString(sum[:])[:12]
 }
