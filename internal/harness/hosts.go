@@ -169,21 +169,30 @@ func (h Host) Log() string {
 	return out
 }
 
-// Kill kills the whole host at once, as a power loss: its daemon and every
-// container on it. Its disk (the daemon's volume) stays. First its network
-// goes silent, every packet in and out dropped: processes killed on a live
-// network close their sockets with a FIN or a reset, which a host whose
-// power went never sends, and the peers would learn of the loss at once
-// (here, a kill without this ended a publisher's session 0.14 s after it).
-func (h Host) Kill(t testing.TB) {
-	t.Helper()
+// PowerOff kills the whole host at once, as a power loss: its daemon and
+// every container on it. Its disk (the daemon's volume) stays. First its
+// network goes silent, every packet in and out dropped: processes killed
+// on a live network close their sockets with a FIN or a reset, which a
+// host whose power went never sends, and the peers would learn of the
+// loss at once (here, a kill without this ended a publisher's session
+// 0.14 s after it).
+func (h Host) PowerOff() error {
 	for _, chain := range []string{"PREROUTING", "OUTPUT"} {
 		if out, err := h.Outer(context.Background(), "exec", h.Name, "iptables", "-t", "raw", "-I", chain, "-j", "DROP"); err != nil {
-			t.Fatalf("silencing %s's network: %v: %s", h.Name, err, out)
+			return fmt.Errorf("silencing %s's network: %v: %s", h.Name, err, out)
 		}
 	}
 	if out, err := h.Outer(context.Background(), "kill", h.Name); err != nil {
-		t.Fatalf("docker kill %s: %v: %s", h.Name, err, out)
+		return fmt.Errorf("docker kill %s: %v: %s", h.Name, err, out)
+	}
+	return nil
+}
+
+// Kill is PowerOff in a test.
+func (h Host) Kill(t testing.TB) {
+	t.Helper()
+	if err := h.PowerOff(); err != nil {
+		t.Fatal(err)
 	}
 }
 
