@@ -187,7 +187,7 @@ func (r *swarmResult) failover(hosts *harness.SwarmHosts, e endpoints, names, ip
 	if !ok {
 		r.failoverError = "publishing did not resume within 60 s"
 	}
-	if out, err := victim.Outer(context.Background(), "start", victim.Name); err != nil || !victim.AwaitDaemon(time.Minute) {
+	if out, err := victim.Outer(context.Background(), "start", victim.Name); err != nil || !victim.AwaitDaemon(harness.BootBudget) {
 		r.failoverError = fmt.Sprintf("boot %s: %v: %s", victim.Name, err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

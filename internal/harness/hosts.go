@@ -196,14 +196,20 @@ func (h Host) Kill(t testing.TB) {
 	}
 }
 
+// BootBudget bounds a killed host's boot, to its daemon answering. Once
+// here the first dockerd after a power-off gave up waiting for its
+// containerd ("timeout waiting for containerd to start") a minute in; the
+// host's loop then starts another.
+const BootBudget = 3 * time.Minute
+
 // Boot starts a killed host again and waits for its daemon.
 func (h Host) Boot(t testing.TB) {
 	t.Helper()
 	if out, err := h.Outer(context.Background(), "start", h.Name); err != nil {
 		t.Fatalf("docker start %s: %v: %s", h.Name, err, out)
 	}
-	if !h.AwaitDaemon(time.Minute) {
-		t.Fatalf("the Docker host %s did not answer within a minute of its boot: %s", h.Name, h.Log())
+	if !h.AwaitDaemon(BootBudget) {
+		t.Fatalf("the Docker host %s did not answer within %s of its boot: %s", h.Name, BootBudget, h.Log())
 	}
 }
 
