@@ -187,8 +187,8 @@ func (r *swarmResult) failover(hosts *harness.SwarmHosts, e endpoints, names, ip
 	if !ok {
 		r.failoverError = "publishing did not resume within 60 s"
 	}
-	if out, err := victim.Outer(context.Background(), "start", victim.Name); err != nil || !victim.AwaitDaemon(harness.BootBudget) {
-		r.failoverError = fmt.Sprintf("boot %s: %v: %s", victim.Name, err, out)
+	if err := victim.PowerOn(); err != nil {
+		r.failoverError = err.Error()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	if err := ready(ctx, e, linePolicy(r.line).Name); err == nil {

@@ -202,14 +202,22 @@ func (h Host) Kill(t testing.TB) {
 // host's loop then starts another.
 const BootBudget = 3 * time.Minute
 
-// Boot starts a killed host again and waits for its daemon.
-func (h Host) Boot(t testing.TB) {
-	t.Helper()
+// PowerOn starts a killed host again and waits for its daemon.
+func (h Host) PowerOn() error {
 	if out, err := h.Outer(context.Background(), "start", h.Name); err != nil {
-		t.Fatalf("docker start %s: %v: %s", h.Name, err, out)
+		return fmt.Errorf("docker start %s: %v: %s", h.Name, err, out)
 	}
 	if !h.AwaitDaemon(BootBudget) {
-		t.Fatalf("the Docker host %s did not answer within %s of its boot: %s", h.Name, BootBudget, h.Log())
+		return fmt.Errorf("the Docker host %s did not answer within %s of its boot: %s", h.Name, BootBudget, h.Log())
+	}
+	return nil
+}
+
+// Boot is PowerOn in a test.
+func (h Host) Boot(t testing.TB) {
+	t.Helper()
+	if err := h.PowerOn(); err != nil {
+		t.Fatal(err)
 	}
 }
 
